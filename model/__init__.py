@@ -1,0 +1,21 @@
+"""irdeploy.model: training-compatible PyTorch implementations of the supported networks.
+
+Public API: :func:`create`, :func:`available`, :func:`load_checkpoint`, :func:`to_local`.
+"""
+
+from .checkpoint import CheckpointError, load_checkpoint, read_state_dict, save_checkpoint
+from .registry import PRESETS, architectures, available, create, resolve
+from .tlc import to_local
+
+__all__ = [
+    "PRESETS",
+    "CheckpointError",
+    "architectures",
+    "available",
+    "create",
+    "load_checkpoint",
+    "read_state_dict",
+    "resolve",
+    "save_checkpoint",
+    "to_local",
+]

@@ -1,0 +1,85 @@
+"""Multi-head transposed (channel) self-attention, as used in the bottlenecks of M3SNet and MHNet.
+
+Restormer's MDTA: queries, keys and values come from a 1x1 conv followed by a 3x3 depthwise conv;
+attention is computed between *channels* (a C x C map per head) after L2-normalising every
+channel's spatial vector, scaled by a learned per-head temperature. Cost is linear in the number
+of pixels, which is why these networks can afford it at the lowest resolution.
+
+The temperature is folded into the queries before the first MatMul (mathematically identical to
+scaling the logits) so the exported graph keeps MatMul -> Softmax -> MatMul with nothing between.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ChannelAttention(nn.Module):
+    """M3SNet's bottleneck attention (upstream class ``Attention``)."""
+
+    def __init__(self, dim: int, num_heads: int = 8, bias: bool = False) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return scaled-normalised q, normalised k and v, each (B, heads, C/heads, H*W)."""
+        b, c, h, w = x.shape
+        qkv = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
+        q, k, v = qkv.unbind(1)
+        q = F.normalize(q, dim=-1) * self.temperature
+        k = F.normalize(k, dim=-1)
+        return q, k, v
+
+    def _merge(self, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.project_out(out.reshape(like.shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(x)
+        attn = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
+        return self._merge(attn @ v, x)
+
+
+class TopKChannelAttention(ChannelAttention):
+    """MHNet's selective variant: four sparse attention maps mixed by learned weights.
+
+    Each map keeps, per query channel, only the top ``C/2``, ``2C/3``, ``3C/4`` and ``4C/5`` logits
+    (the rest are masked to -inf before the softmax); the four results are summed with the
+    learned scalars ``attn1..attn4``. One descending sort gives every logit its rank, so the four
+    masks are rank comparisons instead of four separate top-k + scatter passes; the selected sets
+    are the same.
+    """
+
+    # (numerator, denominator): integer arithmetic, as upstream's int(C * n / d).
+    ratios = ((1, 2), (2, 3), (3, 4), (4, 5))
+
+    def __init__(self, dim: int, num_heads: int = 8, bias: bool = False) -> None:
+        super().__init__(dim, num_heads, bias)
+        self.attn_drop = nn.Dropout(0.0)
+        self.attn1 = nn.Parameter(torch.tensor([0.2]))
+        self.attn2 = nn.Parameter(torch.tensor([0.2]))
+        self.attn3 = nn.Parameter(torch.tensor([0.2]))
+        self.attn4 = nn.Parameter(torch.tensor([0.2]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(x)
+        logits = q @ k.transpose(-2, -1)
+        c = logits.shape[-1]
+        order = torch.argsort(logits, dim=-1, descending=True)
+        positions = torch.arange(c, device=x.device).expand_as(order)
+        rank = torch.empty_like(order).scatter_(-1, order, positions)
+        weights = (self.attn1, self.attn2, self.attn3, self.attn4)
+        out = None
+        for (num, den), weight in zip(self.ratios, weights):
+            keep = rank < c * num // den
+            attn = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
+            term = (attn @ v) * weight
+            out = term if out is None else out + term
+        return self._merge(out, x)

@@ -1,0 +1,182 @@
+"""Reading the checkpoints people already have, in the layouts they come in.
+
+Accepted: the upstream training layout ``{'epoch', 'state_dict'}`` (with or without the
+``module.`` prefix that ``nn.DataParallel`` adds), BasicSR/NAFNet's ``{'params'}`` and
+``{'params_ema'}``, a bare state dict, and ``.safetensors``. Pickles are opened with
+``weights_only=True``: a checkpoint is data, and a downloaded file must not run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model")
+STRIPPED_PREFIXES = ("module.", "_orig_mod.")
+_SHOWN = 5
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or whose weights do not fit the model."""
+
+
+def sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def read_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str, torch.Tensor]:
+    """Return the tensors of a checkpoint with wrapper keys and parallel prefixes removed.
+
+    ``key`` picks a wrapper entry explicitly (e.g. ``"params"`` when a BasicSR file has both
+    ``params`` and ``params_ema``); by default the EMA weights win, as BasicSR evaluates them.
+    """
+    path = Path(path)
+    obj = _read(path)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    if key is not None:
+        if key not in obj:
+            raise CheckpointError(f"{path}: no entry {key!r}; entries: {', '.join(map(str, obj))}")
+        obj = obj[key]
+    elif not _is_state_dict(obj):
+        found = next((k for k in WRAPPER_KEYS if _is_state_dict(obj.get(k))), None)
+        if found is None:
+            raise CheckpointError(
+                f"{path}: no state dict found (top-level entries: {', '.join(map(str, list(obj)[:8]))}; "
+                f"looked for {', '.join(WRAPPER_KEYS)} or a bare state dict)"
+            )
+        obj = obj[found]
+    if not _is_state_dict(obj):
+        raise CheckpointError(f"{path}: entry does not hold tensors")
+    return {_strip(k): v for k, v in obj.items()}
+
+
+def _strip(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in STRIPPED_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return shown + (f", ... (+{len(keys) - _SHOWN})" if len(keys) > _SHOWN else "")
+
+
+def _likely_preset(state: Mapping[str, torch.Tensor]) -> str | None:
+    """Name the preset whose state dict has exactly these keys and shapes, if any.
+
+    Models are built on the meta device, so this costs no memory or time worth mentioning.
+    """
+    from .registry import available, create
+
+    wanted = {k: tuple(v.shape) for k, v in state.items()}
+    for name in available():
+        with torch.device("meta"):
+            candidate = create(name).state_dict()
+        if {k: tuple(v.shape) for k, v in candidate.items()} == wanted:
+            return name
+    return None
+
+
+def check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise one :class:`CheckpointError` describing every way ``state`` does not fit ``model``."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} (checkpoint {list(state[k].shape)} vs model {list(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes)}")
+    name = getattr(model, "irdeploy_name", type(model).__name__)
+    preset = _likely_preset(state)
+    if preset:
+        cause = f"it matches preset {preset!r}"
+    elif shapes and not (missing or unexpected):
+        cause = "likely a different width/feature size than the model was built with"
+    elif len(missing) == len(expected):
+        cause = "likely a checkpoint of another architecture"
+    else:
+        cause = "likely different block counts (depths) or another preset"
+    raise CheckpointError(f"checkpoint {source} does not fit {name}: {'; '.join(parts)}; {cause}")
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, key: str | None = None) -> nn.Module:
+    """Load ``path`` into ``model`` strictly and return ``model``.
+
+    Any missing, unexpected or mis-shaped key raises a single :class:`CheckpointError` naming the
+    first few of each and the likely cause, instead of loading half a network.
+    """
+    state = read_state_dict(path, key=key)
+    check_fit(model, state, str(path))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoch: int = 0, parallel_prefix: bool = True) -> Path:
+    """Write ``model`` in the upstream training layout so it loads wherever upstream's would.
+
+    The file is written next to its destination and renamed into place, so an interrupted save
+    never leaves a truncated checkpoint behind.
+    """
+    path = Path(path)
+    prefix = "module." if parallel_prefix else ""
+    state = {prefix + k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        torch.save({"epoch": epoch, "state_dict": state}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
