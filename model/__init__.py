@@ -3,7 +3,7 @@
 Public API: :func:`create`, :func:`available`, :func:`load_checkpoint`, :func:`to_local`.
 """
 
-from .checkpoint import CheckpointError, load_checkpoint, read_state_dict, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_model, read_state_dict, save_checkpoint
 from .registry import PRESETS, architectures, available, create, resolve
 from .tlc import to_local
 
@@ -14,6 +14,7 @@ __all__ = [
     "available",
     "create",
     "load_checkpoint",
+    "load_model",
     "read_state_dict",
     "resolve",
     "save_checkpoint",

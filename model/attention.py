@@ -7,6 +7,17 @@ of pixels, which is why these networks can afford it at the lowest resolution.
 
 The temperature is folded into the queries before the first MatMul (mathematically identical to
 scaling the logits) so the exported graph keeps MatMul -> Softmax -> MatMul with nothing between.
+
+``core`` selects how the attention is written, which only matters to the ONNX exporter
+(:mod:`irdeploy.export` switches it for the duration of an export):
+
+- ``"reference"`` (default): ``F.normalize`` as upstream (an eps clamp; exports as
+  ReduceL2 + Clip + Expand + Div);
+- ``"matmul"``: ``q / ||q||`` without the clamp (one ReduceL2 + Div), then MatMul -> Softmax ->
+  MatMul. It differs from the reference only on an all-zero channel, which the clamp maps to
+  zero and this maps to NaN;
+- ``"sdpa"``: the same normalisation, then ``F.scaled_dot_product_attention`` (scale 1, the
+  temperature already in q), which opset 23 exports as one ``Attention`` node.
 """
 
 from __future__ import annotations
@@ -16,8 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+CORES = ("reference", "matmul", "sdpa")
+
+
 class ChannelAttention(nn.Module):
     """M3SNet's bottleneck attention (upstream class ``Attention``)."""
+
+    core = "reference"
 
     def __init__(self, dim: int, num_heads: int = 8, bias: bool = False) -> None:
         super().__init__()
@@ -32,17 +48,22 @@ class ChannelAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return scaled-normalised q, normalised k and v, each (B, heads, C/heads, H*W)."""
         b, c, h, w = x.shape
-        qkv = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
-        q, k, v = qkv.unbind(1)
-        q = F.normalize(q, dim=-1) * self.temperature
-        k = F.normalize(k, dim=-1)
-        return q, k, v
+        q, k, v = (t.reshape(b, self.num_heads, c // self.num_heads, h * w)
+                   for t in self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1))
+        return self._normalize(q) * self.temperature, self._normalize(k), v
+
+    def _normalize(self, t: torch.Tensor) -> torch.Tensor:
+        if self.core == "reference":
+            return F.normalize(t, dim=-1)
+        return t / torch.linalg.vector_norm(t, dim=-1, keepdim=True)
 
     def _merge(self, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.project_out(out.reshape(like.shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._heads(x)
+        if self.core == "sdpa":
+            return self._merge(F.scaled_dot_product_attention(q, k, v, scale=1.0), x)
         attn = torch.softmax(q @ k.transpose(-2, -1), dim=-1)
         return self._merge(attn @ v, x)
 
@@ -54,7 +75,7 @@ class TopKChannelAttention(ChannelAttention):
     (the rest are masked to -inf before the softmax); the four results are summed with the
     learned scalars ``attn1..attn4``. One descending sort gives every logit its rank, so the four
     masks are rank comparisons instead of four separate top-k + scatter passes; the selected sets
-    are the same.
+    are the same. The masks have no ``"sdpa"`` form.
     """
 
     # (numerator, denominator): integer arithmetic, as upstream's int(C * n / d).

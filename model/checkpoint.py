@@ -180,3 +180,19 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoch: int = 0
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def load_model(name: str, checkpoint: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+    """``create(name, **kwargs)``, then ``load_checkpoint`` when a checkpoint is given.
+
+    The checkpoint's sha256 is kept on the model (``checkpoint_sha256``) so artifacts made from
+    it (ONNX metadata, engine sidecars, caches) can name the exact weights.
+    """
+    from .registry import create
+
+    model = create(name, **kwargs)
+    model.checkpoint_sha256 = None
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+        model.checkpoint_sha256 = sha256(checkpoint)
+    return model.eval()

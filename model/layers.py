@@ -44,6 +44,21 @@ class SimpleGate(nn.Module):
         return a * b
 
 
+class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
+    """``AdaptiveAvgPool2d(1)`` computed as a mean over H and W.
+
+    Same function and same type (the test-time local converter finds pools by type), but the
+    ONNX exporter lowers ``adaptive_avg_pool2d`` through ``as_strided`` into a Range/Gather chain
+    per block, while a mean is one ``ReduceMean``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1), keepdim=True)
+
+
 def conv1x1(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel_size=1, bias=bias)
 
@@ -76,7 +91,7 @@ class NAFBlock(nn.Module):
         self.conv1 = conv1x1(c, dw)
         self.conv2 = conv3x3(dw, dw, groups=dw)
         self.conv3 = conv1x1(dw // 2, c)
-        self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), conv1x1(dw // 2, dw // 2))
+        self.sca = nn.Sequential(GlobalAvgPool2d(), conv1x1(dw // 2, dw // 2))
         self.sg = SimpleGate()
         self.conv4 = conv1x1(c, ffn)
         self.conv5 = conv1x1(ffn // 2, c)
@@ -99,10 +114,16 @@ def pixel_shuffle_up(channels: int) -> nn.Sequential:
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "constant") -> torch.Tensor:
-    """Pad H and W at the bottom/right up to the next multiple (a no-op when already aligned)."""
+    """Pad H and W at the bottom/right up to the next multiple.
+
+    Aligned inputs are returned as they are, with no Pad node: an export traced on sizes that
+    are symbolic multiples of ``multiple`` proves the padding zero and leaves it out.
+    """
     h, w = x.shape[-2:]
     pad_h = (multiple - h % multiple) % multiple
     pad_w = (multiple - w % multiple) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
     if mode == "reflect" and (pad_h >= h or pad_w >= w):
         raise ValueError(f"input {h}x{w} is too small to reflect-pad to a multiple of {multiple}")
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)

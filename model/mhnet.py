@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .attention import TopKChannelAttention
-from .layers import LayerNorm2d, NAFBlock, SimpleGate, check_input, pad_to_multiple, pixel_shuffle_up
+from .layers import GlobalAvgPool2d, LayerNorm2d, NAFBlock, SimpleGate, check_input, pad_to_multiple, pixel_shuffle_up
 from .unet import NAFUNet
 
 
@@ -51,7 +51,7 @@ class AFFM(nn.Module):
     def __init__(self, in_channels: int, height: int = 3, reduction: int = 8, bias: bool = False) -> None:
         super().__init__()
         d = max(in_channels // reduction, 4)
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.avg_pool = GlobalAvgPool2d()
         self.conv_du = nn.Sequential(nn.Conv2d(in_channels, d, 1, bias=bias), SimpleGate())
         self.fcs = nn.ModuleList(nn.Conv2d(d // 2, in_channels, 1, bias=bias) for _ in range(height))
         self.softmax = nn.Softmax(dim=1)
@@ -117,6 +117,7 @@ class MHNet(nn.Module):
         self.concat12 = nn.Conv2d(width * 2, width, kernel_size=1, bias=bias)
         self.ending = nn.Conv2d(width, out_c, kernel_size=3, padding=1, bias=bias)
         self.pad_multiple = self.stage1.pad_multiple
+        self.pad_mode = self.stage1.pad_mode
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         check_input(img, self.in_c, "MHNet")

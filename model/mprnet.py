@@ -49,10 +49,9 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .layers import check_input
+from .layers import GlobalAvgPool2d, check_input, pad_to_multiple
 
 __all__ = ["MPRNet"]
 
@@ -80,7 +79,7 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int, bias: bool) -> None:
         super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.avg_pool = GlobalAvgPool2d()
         self.conv_du = nn.Sequential(
             nn.Conv2d(channels, channels // reduction, 1, bias=bias),
             nn.ReLU(),
@@ -340,6 +339,7 @@ class MPRNet(nn.Module):
         self.in_c = in_c
         self.out_c = out_c
         self.pad_multiple = _MULTIPLE
+        self.pad_mode = "reflect"
 
         # One PReLU, one learned slope, used by every channel-attention block (as upstream).
         # It is deliberately not an attribute of this module, so its first state-dict key is
@@ -377,17 +377,9 @@ class MPRNet(nn.Module):
                 f"MPRNet: input {h}x{w} is too small; height and width must be at least {_MIN_SIDE} "
                 f"to reflect-pad to a multiple of {_MULTIPLE}"
             )
-        pad_h = (_MULTIPLE - h % _MULTIPLE) % _MULTIPLE
-        pad_w = (_MULTIPLE - w % _MULTIPLE) % _MULTIPLE
-        # Concrete sizes (eager, or export with static shapes): an aligned input skips padding
-        # and cropping entirely. Symbolic sizes (export with dynamic H/W) always take the
-        # pad/crop path. A zero-width reflect pad and a full-extent crop leave values unchanged,
-        # and the graph stays valid for every size instead of specialising on the sample input.
-        # The crop uses narrow(), so exported outputs carry the input's own H/W symbols.
-        if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0:
-            return self._restore(x)
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        return [out.narrow(2, 0, h).narrow(3, 0, w) for out in self._restore(x)]
+        padded = pad_to_multiple(x, _MULTIPLE, mode="reflect")
+        outs = self._restore(padded)
+        return outs if padded is x else [out[..., :h, :w] for out in outs]
 
     def _restore(self, img: torch.Tensor) -> List[torch.Tensor]:
         """The upstream forward pass. H and W of ``img`` must be multiples of 8."""

@@ -56,6 +56,7 @@ class NAFUNet(nn.Module):
             chan //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(chan) for _ in range(num)]))
         self.pad_multiple = 2 ** len(enc_blk_nums)
+        self.pad_mode = "constant"
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the encoder levels; return the bottleneck input and each level's output."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import from_batch, psnr, read_image, sample_path, to_batch, write_image
+from irdeploy.export.images import from_batch, psnr, read_image, sample_path, to_batch, write_image
 
 
 def motion_blur(image: np.ndarray, length: int = 9) -> np.ndarray:

@@ -15,6 +15,12 @@ import pytest
 import torch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "upstream"
+# Small configurations of every architecture: seconds on CPU, same code paths as the presets.
+TINY = {
+    "m3snet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1]},
+    "mprnet": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
+    "mhnet": {"width": 8, "num_cab": 1, "enc_blk_nums": [1, 1, 1, 1]},
+}
 CONSTANT_INIT = ("beta", "gamma", "temperature", "attn1", "attn2", "attn3", "attn4")
 
 
@@ -41,6 +47,42 @@ def randomize_constants(model: torch.nn.Module, seed: int = 0) -> torch.nn.Modul
 @pytest.fixture(scope="session")
 def index() -> dict:
     return load_index()
+
+
+def tiny_model(arch: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny model of ``arch`` with every parameter random (constants included), in eval mode."""
+    from irdeploy.model import create
+
+    torch.manual_seed(seed)
+    return randomize_constants(create(arch, **TINY[arch]), seed=seed).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """``tiny_onnx(arch, attention="matmul", static=None) -> (onnx_path, eager_model)``.
+
+    Exports are cached for the whole session: a dynamo export of a tiny model takes 10-25 s.
+    ``static`` is ``(N, H, W)`` for a static graph; the default is dynamic N, H, W.
+    """
+    from irdeploy.export.tracing import InputSpec, trace_to_onnx
+    import onnx
+
+    cache: dict = {}
+    root = tmp_path_factory.mktemp("tiny_onnx")
+
+    def get(arch: str, attention: str = "matmul", static: tuple[int, int, int] | None = None):
+        key = (arch, attention, static)
+        if key not in cache:
+            model = tiny_model(arch)
+            n, h, w = static or (None, None, None)
+            spec = InputSpec(3, n, h, w, model.pad_multiple)
+            proto, _ = trace_to_onnx(model, spec, opset=23 if attention == "onnx23" else 18, attention=attention)
+            path = root / f"{arch}-{attention}-{'x'.join(map(str, static)) if static else 'dynamic'}.onnx"
+            onnx.save(proto, path)
+            cache[key] = (path, model)
+        return cache[key]
+
+    return get
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from irdeploy.model import create, save_checkpoint
-from irdeploy.runtime.images import read_image, sample_path
+from irdeploy.export.images import read_image, sample_path
 
 
 def _run(*args: str, cwd=None) -> subprocess.CompletedProcess:

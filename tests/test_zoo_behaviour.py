@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import randomize_constants
+from conftest import TINY, randomize_constants
 
 from irdeploy.model import available, create
 
-TINY = {
-    "m3snet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1]},
-    "mprnet": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
-    "mhnet": {"width": 8, "num_cab": 1, "enc_blk_nums": [1, 1, 1, 1]},
-}
 # Upstream MHNet registers these but never uses them (see irdeploy.model.mhnet).
 UNUSED = {"mhnet": ("intro.", "stage1.ending.", "stage2.conv_dnc2.", "stage2.conv_dnc3.", "stage2.conv_dnc4.")}
 

@@ -24,7 +24,7 @@ def sample_path(name: str = SAMPLES[0]) -> Path:
     """Path of a real photograph shipped with irdeploy (see ``samples/ATTRIBUTION.md``)."""
     if name not in SAMPLES:
         raise ValueError(f"unknown sample {name!r}; available: {', '.join(SAMPLES)}")
-    return Path(str(resources.files("irdeploy.runtime") / "samples" / name))
+    return Path(str(resources.files("irdeploy.export") / "samples" / name))
 
 
 def read_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:

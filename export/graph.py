@@ -1,0 +1,146 @@
+"""Reading an ONNX graph for the things the export promises: what was folded, what was not.
+
+Everything here is a pure function of the ``onnx.ModelProto``, so the export report, ``irdeploy
+inspect`` and the tests all measure a graph the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import onnx
+
+# Ops that betray an unfolded LayerNorm (the ReduceMean/Sub/Pow/Sqrt/Div chain).
+DECOMPOSED_NORM_OPS = ("Pow", "Sqrt", "ReduceSumSquare")
+# Never wanted in a deployment graph.
+NOISE_OPS = ("Identity", "Dropout")
+# What F.normalize leaves behind when it is not rewritten.
+NORMALIZE_SPAGHETTI = ("Clip", "Expand")
+LOW_TYPES = {onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "bf16"}
+
+
+def op_histogram(model: onnx.ModelProto) -> Counter:
+    return Counter(node.op_type for node in model.graph.node)
+
+
+@dataclass(frozen=True)
+class AttentionCore:
+    """One attention block as it appears in the graph."""
+
+    kind: str  # "matmul-softmax-matmul" or "Attention"
+    nodes: tuple[str, ...]
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    return users
+
+
+def attention_cores(model: onnx.ModelProto) -> list[AttentionCore]:
+    """Find MatMul -> Softmax -> MatMul chains with nothing between, and opset-23 ``Attention`` nodes.
+
+    A top-k attention (MHNet) masks the logits between the first MatMul and its Softmaxes;
+    each Softmax -> MatMul whose logits come from a MatMul through ``Where`` masking only is
+    counted as a "masked" core.
+    """
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    users = _consumers(graph)
+    cores = [AttentionCore("Attention", (n.name,)) for n in graph.node if n.op_type == "Attention"]
+    for node in graph.node:
+        if node.op_type != "Softmax":
+            continue
+        first = producer.get(node.input[0])
+        kind = "matmul-softmax-matmul"
+        if first is not None and first.op_type == "Where":
+            kind = "masked-matmul-softmax-matmul"
+            first = next((producer.get(i) for i in first.input[1:] if producer.get(i) is not None
+                          and producer[i].op_type == "MatMul"), None)
+        seconds = [u for u in users.get(node.output[0], []) if u.op_type == "MatMul"]
+        if first is not None and first.op_type == "MatMul" and len(seconds) == 1:
+            cores.append(AttentionCore(kind, (first.name, node.name, seconds[0].name)))
+    return cores
+
+
+def count_layernorms(model: onnx.ModelProto) -> int:
+    return sum(1 for n in model.graph.node if n.op_type == "LayerNormalization")
+
+
+def compute_precision(model: onnx.ModelProto) -> str:
+    """"fp16"/"bf16" when low-precision initializers or casts are present, else "fp32"."""
+    for init in model.graph.initializer:
+        if init.data_type in LOW_TYPES:
+            return LOW_TYPES[init.data_type]
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            if to in LOW_TYPES:
+                return LOW_TYPES[to]
+    return "fp32"
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    total = 0
+    for init in model.graph.initializer:
+        size = 1
+        for d in init.dims:
+            size *= d
+        total += size
+    return total
+
+
+def shape_arithmetic(model: onnx.ModelProto) -> Counter:
+    """Op histogram of the nodes that compute shapes: ``Shape`` and everything fed only by it.
+
+    A node belongs if every input is a constant or the output of a shape node, and at least
+    one is the latter. Data ops (a ``Concat`` of feature maps, a ``Reshape`` of activations)
+    do not, even though they share op types with shape code.
+    """
+    constants = {i.name for i in model.graph.initializer}
+    derived: set[str] = set()
+    hist: Counter = Counter()
+    for node in model.graph.node:
+        inputs = [i for i in node.input if i]
+        if node.op_type == "Constant":
+            constants.update(node.output)
+            continue
+        from_shape = node.op_type == "Shape" or (
+            any(i in derived for i in inputs) and all(i in derived or i in constants for i in inputs)
+        )
+        if from_shape:
+            derived.update(node.output)
+            hist[node.op_type] += 1
+    return hist
+
+
+def is_static(model: onnx.ModelProto) -> bool:
+    dims = [d for v in model.graph.input for d in v.type.tensor_type.shape.dim]
+    return all(d.HasField("dim_value") for d in dims)
+
+
+def problems(model: onnx.ModelProto, expected_layernorms: int | None = None) -> list[str]:
+    """Everything that breaks the "folded cleanly" promise, one readable line each."""
+    hist = op_histogram(model)
+    found = []
+    for op in DECOMPOSED_NORM_OPS:
+        if hist[op]:
+            found.append(f"{hist[op]} {op} node(s): a LayerNorm or L2 norm was decomposed")
+    for op in NOISE_OPS:
+        if hist[op]:
+            found.append(f"{hist[op]} {op} node(s) left in the graph")
+    for op in NORMALIZE_SPAGHETTI:
+        if hist[op]:
+            found.append(f"{hist[op]} {op} node(s): an unrewritten F.normalize or clamp")
+    if expected_layernorms is not None and hist["LayerNormalization"] != expected_layernorms:
+        found.append(f"{hist['LayerNormalization']} LayerNormalization node(s) for {expected_layernorms} LayerNorm modules")
+    if is_static(model):
+        shape_ops = shape_arithmetic(model)
+        if shape_ops:
+            found.append(f"static graph still computes shapes: {dict(shape_ops)}")
+    if hist["PixelShuffle"] or hist["SpaceToDepth"]:
+        found.append("PixelShuffle was not lowered to DepthToSpace")
+    return found

@@ -1,0 +1,189 @@
+"""``to_onnx``: one call from a PyTorch zoo model to a checked ONNX file.
+
+Steps: trace (float32), fold constants, optionally convert to a mixed-precision graph, write
+the metadata, check the graph's structure, parse it with TensorRT's own ONNX parser where
+TensorRT(-RTX) is importable, and compare it with the eager model in ONNX Runtime. Only a graph
+that passes both the parser and the parity gate is written, to a temporary file renamed into
+place, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from irdeploy.model.stats import model_stats
+
+from . import graph
+from .metadata import ExportMetadata
+from .parity import check_parity, make_inputs
+from .report import ExportReport
+from .tracing import InputSpec, trace_to_onnx
+
+DEFAULT_OPSET = 18
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+class ExportError(RuntimeError):
+    """The graph was made but failed a check (parser, parity); nothing was written."""
+
+
+def _check_destination(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise ValueError(f"cannot write {path}: directory {path.parent} is not writable")
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a directory")
+
+
+def _input_spec(model: nn.Module, dynamic: bool, static_shape: Sequence[int] | None, channels: int) -> tuple[InputSpec, list[str]]:
+    """Resolve the graph input; static sizes off the padding multiple are rounded up (with a note)."""
+    multiple = int(getattr(model, "pad_multiple", 1))
+    notes = []
+    if static_shape is None:
+        if getattr(model, "tlc", None) is not None:
+            raise ValueError("a TLC model (to_local) exports with fixed sizes: pass static_shape (--static HxW)")
+        if not dynamic:
+            raise ValueError("dynamic=False needs static_shape=(H, W) or (N, H, W)")
+        return InputSpec(channels, None, None, None, multiple), notes
+    dims = [int(v) for v in static_shape]
+    if len(dims) == 2:
+        dims = [1, *dims]
+    if len(dims) != 3 or min(dims) < 1:
+        raise ValueError(f"static_shape must be (H, W) or (N, H, W) with positive sizes, got {tuple(static_shape)}")
+    n, h, w = dims
+    ah, aw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    if (ah, aw) != (h, w):
+        notes.append(f"static size {h}x{w} rounded up to {ah}x{aw} (multiple of {multiple}); the runtime pads inputs")
+        warnings.warn(notes[-1], stacklevel=3)
+    return InputSpec(channels, n, ah, aw, multiple), notes
+
+
+def _parity_sizes(spec: InputSpec) -> list[tuple[int, int, int]]:
+    """Random + two photo crops; one size deliberately off the padding multiple."""
+    m = spec.multiple
+    if spec.height is not None:
+        n = spec.batch or 1
+        off = (n, spec.height - max(1, m // 2) if spec.height > m else spec.height, spec.width)
+        return [(n, spec.height, spec.width), off, (n, spec.height, spec.width)]
+    return [(2, 4 * m, 3 * m), (1, 4 * m + 3, 6 * m - 5), (1, 6 * m, 8 * m)]
+
+
+def to_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    opset: int | None = None,
+    dynamic: bool = True,
+    static_shape: Sequence[int] | None = None,
+    precision: str = "fp32",
+    attention: str = "matmul",
+    simplify: bool = True,
+    parity: bool = True,
+    tensorrt: bool = True,
+    channels: int = 3,
+) -> ExportReport:
+    """Export a zoo model to ``path`` and return the :class:`ExportReport`.
+
+    ``opset`` defaults to 18 (23 with ``attention="onnx23"``). ``precision`` "fp16"/"bf16"
+    writes a mixed-precision graph with float32 inputs and outputs (see
+    :mod:`irdeploy.export.precision`). Raises ``ValueError`` for bad arguments and
+    :class:`ExportError` when the TensorRT parser or the parity gate rejects the graph.
+    """
+    path = Path(path)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    opset = opset or (23 if attention == "onnx23" else DEFAULT_OPSET)
+    _check_destination(path)
+    spec, notes = _input_spec(model, dynamic, static_shape, channels)
+    model = model.float().eval()
+
+    start = time.perf_counter()
+    proto, ops_before = trace_to_onnx(model, spec, opset=opset, attention=attention, optimize=simplify)
+    info = None
+    if precision != "fp32":
+        from .precision import to_mixed_precision
+
+        proto, info = to_mixed_precision(proto, precision)
+    seconds = time.perf_counter() - start
+
+    name = getattr(model, "irdeploy_name", type(model).__name__.lower())
+    config = getattr(model, "irdeploy_config", {"arch": name})
+    from irdeploy import __version__
+
+    meta = ExportMetadata(
+        model=name, arch=config.get("arch", name), config={k: v for k, v in config.items() if k != "arch"},
+        precision=precision, attention=attention, opset=opset, pad_multiple=spec.multiple,
+        pad_mode=getattr(model, "pad_mode", "constant"), irdeploy_version=__version__, checkpoint_sha256=getattr(model, "checkpoint_sha256", None),
+        tlc=getattr(model, "tlc", None),
+    )
+    meta.write(proto)
+    data = proto.SerializeToString()
+
+    layernorm_modules = sum(1 for m in model.modules() if type(m).__name__ == "LayerNorm2d")
+    report = ExportReport.from_graph(
+        proto, path,
+        ops_before=ops_before, layernorm_modules=layernorm_modules,
+        gmacs_256=model_stats(model, channels=channels).gmacs,
+        exporter=f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
+        simplifier="onnxscript optimizer (torch.onnx optimize=True)" if simplify else None,
+        seconds=seconds, notes=notes,
+    )
+    report.file_size = len(data)
+
+    if tensorrt:
+        report.tensorrt = _tensorrt_check(data)
+    if parity:
+        report.parity = check_parity(
+            data, model, make_inputs(channels, _parity_sizes(spec)), precision=precision,
+            pad_multiple=spec.multiple, pad_mode=meta.pad_mode, channels=channels,
+        )
+        if not report.parity.passed:
+            raise ExportError(f"{path.name}: {report.parity.summary()}; nothing written")
+
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    report.write_json(path.with_name(path.name + ".json"))
+    return report
+
+
+def _tensorrt_check(data: bytes):
+    """Parse with TensorRT's ONNX parser; a skip reason (str) when no TensorRT is importable."""
+    from .tensorrt_check import TensorRTUnavailable, check_onnx
+
+    try:
+        result = check_onnx(data)
+    except TensorRTUnavailable as exc:
+        return f"skipped: {exc}"
+    if not result.ok:
+        raise ExportError(result.summary())
+    return result
+
+
+def inspect_onnx(path: str | os.PathLike, *, tensorrt: bool = True) -> ExportReport:
+    """The export report of any ONNX file, with the metadata irdeploy wrote (if any)."""
+    path = Path(path)
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load(path)
+    except (OSError, DecodeError) as exc:
+        raise ValueError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    if not proto.graph.node or not proto.graph.input:
+        raise ValueError(f"{path}: not an ONNX model (no graph)")
+    report = ExportReport.from_graph(proto, path)
+    if tensorrt:
+        report.tensorrt = _tensorrt_check(path.read_bytes())
+    return report

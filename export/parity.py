@@ -1,0 +1,215 @@
+"""Does the exported graph compute what the eager model computes? Measured, not assumed.
+
+Polygraphy's :class:`~polygraphy.comparator.Comparator` runs two runners on the same inputs:
+an :class:`EagerRunner` (the PyTorch model in float32, which pads internally) and Polygraphy's
+own ``OnnxrtRunner`` wrapped in a :class:`PaddedRunner` that applies the graph's padding
+contract (:mod:`irdeploy.export.padding`). ``CompareFunc.simple`` checks the absolute
+tolerance; beside it we report max/mean absolute error and PSNR per input, because a
+low-precision graph is judged by PSNR against a floor, not by its worst pixel.
+
+Inputs are random batches and crops of real photographs, at sizes that include one that is not
+a multiple of the padding multiple, so the padding path is always exercised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from polygraphy.backend.base import BaseRunner
+from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+from polygraphy.comparator import Comparator, CompareFunc
+from polygraphy.logger import G_LOGGER
+
+from .images import SAMPLES, psnr, read_image, sample_path
+from .padding import crop_batch, pad_batch
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria for one precision: worst absolute error and PSNR floor against eager fp32."""
+
+    atol: float
+    min_psnr: float
+
+
+# fp32: ORT and eager differ by summation order only (measured 1e-6 to 7e-5 on random-weight
+# zoo models; deep stacks with randomised temperatures amplify it).
+# fp16/bf16: floors from the audit (README, "Mixed precision"); the worst pixel is bounded
+# loosely because one saturated pixel should not fail an otherwise faithful graph.
+TOLERANCES = {
+    "fp32": Tolerance(atol=1e-3, min_psnr=80.0),
+    "fp16": Tolerance(atol=5e-2, min_psnr=45.0),
+    "bf16": Tolerance(atol=2.5e-1, min_psnr=30.0),
+}
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str
+    shape: tuple[int, ...]
+    max_abs: float
+    mean_abs: float
+    psnr: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    precision: str
+    tolerance: Tolerance
+    cases: tuple[CaseResult, ...]
+    polygraphy_passed: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.polygraphy_passed and all(c.passed for c in self.cases)
+
+    @property
+    def worst_psnr(self) -> float:
+        return min(c.psnr for c in self.cases)
+
+    @property
+    def max_abs(self) -> float:
+        return max(c.max_abs for c in self.cases)
+
+    def summary(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        return (f"parity {verdict} ({self.precision}, {len(self.cases)} inputs): max abs {self.max_abs:.3g} "
+                f"(<= {self.tolerance.atol:g}), worst PSNR {self.worst_psnr:.1f} dB (>= {self.tolerance.min_psnr:g})")
+
+    def to_dict(self) -> dict:
+        return {
+            "precision": self.precision,
+            "passed": self.passed,
+            "tolerance": asdict(self.tolerance),
+            "cases": [{**asdict(c), "psnr": _finite(c.psnr)} for c in self.cases],
+        }
+
+
+def _finite(value: float) -> float | str:
+    return value if math.isfinite(value) else "inf"
+
+
+class EagerRunner(BaseRunner):
+    """A Polygraphy runner around a PyTorch model (float32, eval, ``inference_mode``)."""
+
+    def __init__(self, model, channels: int, name: str = "eager-fp32") -> None:
+        super().__init__(name=name)
+        self.model = model
+        self.channels = channels
+
+    def activate_impl(self) -> None:
+        self.model.eval()
+
+    def deactivate_impl(self) -> None:
+        pass
+
+    def get_input_metadata_impl(self):
+        from polygraphy.common import TensorMetadata
+
+        return TensorMetadata().add("input", np.float32, (None, self.channels, None, None))
+
+    def infer_impl(self, feed_dict):
+        import time
+
+        import torch
+
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(feed_dict["input"]))
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        self.inference_time = time.perf_counter() - start
+        return OrderedDict(output=np.ascontiguousarray(out.numpy()))
+
+
+class PaddedRunner(BaseRunner):
+    """Run another runner on inputs padded to the graph's multiple; crop its outputs back."""
+
+    def __init__(self, inner: BaseRunner, multiple: int, mode: str, channels: int) -> None:
+        super().__init__(name=inner.name)
+        self.inner, self.multiple, self.mode, self.channels = inner, multiple, mode, channels
+
+    def activate_impl(self) -> None:
+        self.inner.activate()
+
+    def deactivate_impl(self) -> None:
+        self.inner.deactivate()
+
+    def get_input_metadata_impl(self):
+        from polygraphy.common import TensorMetadata
+
+        return TensorMetadata().add("input", np.float32, (None, self.channels, None, None))
+
+    def infer_impl(self, feed_dict):
+        x = feed_dict["input"]
+        outputs = self.inner.infer({"input": pad_batch(x, self.multiple, self.mode)}, check_inputs=False)
+        self.inference_time = self.inner.last_inference_time()
+        return OrderedDict((k, crop_batch(v, *x.shape[-2:]).copy()) for k, v in outputs.items())
+
+
+def make_inputs(channels: int, sizes: Sequence[tuple[int, int, int]], seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """Named float32 NCHW inputs: the first size random, the rest crops of the sample photographs.
+
+    ``sizes`` are ``(batch, height, width)``; photographs are tiled if a crop is larger.
+    """
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for i, (n, h, w) in enumerate(sizes):
+        if i == 0:
+            inputs.append((f"random {n}x{h}x{w}", rng.random((n, channels, h, w), dtype=np.float32)))
+            continue
+        sample = SAMPLES[(i - 1) % len(SAMPLES)]
+        photo = read_image(sample_path(sample), channels=channels)
+        reps = (-(-h // photo.shape[0]), -(-w // photo.shape[1]), 1)
+        crop = np.tile(photo, reps)[:h, :w]
+        batch = np.stack([np.roll(crop, k * 7, axis=1) for k in range(n)]).transpose(0, 3, 1, 2)
+        inputs.append((f"{sample} {n}x{h}x{w}", np.ascontiguousarray(batch, dtype=np.float32)))
+    return inputs
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
+        yield
+
+
+def check_parity(
+    onnx_model: bytes | str,
+    model,
+    inputs: Sequence[tuple[str, np.ndarray]],
+    *,
+    precision: str,
+    pad_multiple: int,
+    pad_mode: str,
+    channels: int = 3,
+    providers: Sequence[str] | None = None,
+) -> ParityResult:
+    """Compare the graph (ONNX Runtime) with the eager model on ``inputs``."""
+    import onnxruntime as ort
+
+    tol = TOLERANCES[precision]
+    providers = list(providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                                   if p in ort.get_available_providers()])
+    onnx_runner = PaddedRunner(OnnxrtRunner(SessionFromOnnx(onnx_model, providers=providers), name="onnxruntime"),
+                               pad_multiple, pad_mode, channels)
+    eager = EagerRunner(model, channels)
+    feeds = [OrderedDict(input=x) for _, x in inputs]
+    with _quiet():
+        results = Comparator.run([eager, onnx_runner], data_loader=feeds)
+        accuracy = Comparator.compare_accuracy(
+            results, compare_func=CompareFunc.simple(atol=tol.atol, rtol=0.0, check_error_stat="max")
+        )
+    cases = []
+    reference, candidate = results[eager.name], results[onnx_runner.name]
+    for (name, x), ref, out in zip(inputs, reference, candidate):
+        a, b = ref["output"], out["output"]
+        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        p = psnr(a, b)
+        cases.append(CaseResult(name, tuple(x.shape), float(diff.max()), float(diff.mean()), p,
+                                bool(diff.max() <= tol.atol and p >= tol.min_psnr)))
+    return ParityResult(precision, tol, tuple(cases), bool(accuracy))
