@@ -83,9 +83,15 @@ def compute_precision(model: onnx.ModelProto) -> str:
     return "fp32"
 
 
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+
+
 def parameter_count(model: onnx.ModelProto) -> int:
+    """Elements of the floating-point initializers (shape constants and scalars are not weights)."""
     total = 0
     for init in model.graph.initializer:
+        if init.data_type not in FLOAT_TYPES or not init.dims:
+            continue
         size = 1
         for d in init.dims:
             size *= d

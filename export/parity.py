@@ -3,7 +3,7 @@
 Polygraphy's :class:`~polygraphy.comparator.Comparator` runs two runners on the same inputs:
 an :class:`EagerRunner` (the PyTorch model in float32, which pads internally) and Polygraphy's
 own ``OnnxrtRunner`` wrapped in a :class:`PaddedRunner` that applies the graph's padding
-contract (:mod:`irdeploy.export.padding`). ``CompareFunc.simple`` checks the absolute
+contract (:mod:`irdeploy.export.padding`). ``SimpleCompareFunc`` checks the absolute
 tolerance; beside it we report max/mean absolute error and PSNR per input, because a
 low-precision graph is judged by PSNR against a floor, not by its worst pixel.
 
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from polygraphy.backend.base import BaseRunner
 from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-from polygraphy.comparator import Comparator, CompareFunc
+from polygraphy.comparator import Comparator, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
 from .images import SAMPLES, psnr, read_image, sample_path
@@ -202,7 +202,7 @@ def check_parity(
     with _quiet():
         results = Comparator.run([eager, onnx_runner], data_loader=feeds)
         accuracy = Comparator.compare_accuracy(
-            results, compare_func=CompareFunc.simple(atol=tol.atol, rtol=0.0, check_error_stat="max")
+            results, compare_func=SimpleCompareFunc(atol=tol.atol, rtol=0.0, check_error_stat="max")
         )
     cases = []
     reference, candidate = results[eager.name], results[onnx_runner.name]

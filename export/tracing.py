@@ -93,6 +93,8 @@ def trace_to_onnx(
     the pass ``torch.onnx`` itself ships): no extra dependency, and it knows the exporter's
     own patterns.
     """
+    if attention not in ATTENTION_CORES:
+        raise ValueError(f"unknown attention form {attention!r}; choose from {', '.join(ATTENTION_CORES)}")
     if opset < MIN_OPSET[attention]:
         need = "the Attention operator" if attention == "onnx23" else "LayerNormalization"
         raise ValueError(f"opset {opset} is too old: {need} needs opset {MIN_OPSET[attention]} or newer")

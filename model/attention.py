@@ -73,9 +73,12 @@ class TopKChannelAttention(ChannelAttention):
 
     Each map keeps, per query channel, only the top ``C/2``, ``2C/3``, ``3C/4`` and ``4C/5`` logits
     (the rest are masked to -inf before the softmax); the four results are summed with the
-    learned scalars ``attn1..attn4``. One descending sort gives every logit its rank, so the four
-    masks are rank comparisons instead of four separate top-k + scatter passes; the selected sets
-    are the same. The masks have no ``"sdpa"`` form.
+    learned scalars ``attn1..attn4``. One descending top-k gives every row's k-th largest logit,
+    and each mask is ``logit >= that threshold``: the same sets as upstream's four top-k +
+    scatter passes except on exact ties at the threshold (upstream then keeps an arbitrary
+    subset of the tied logits, this keeps all of them), and it exports as one TopK plus
+    comparisons instead of scatters over broadcast index tensors. The masks have no ``"sdpa"``
+    form.
     """
 
     # (numerator, denominator): integer arithmetic, as upstream's int(C * n / d).
@@ -93,13 +96,12 @@ class TopKChannelAttention(ChannelAttention):
         q, k, v = self._heads(x)
         logits = q @ k.transpose(-2, -1)
         c = logits.shape[-1]
-        order = torch.argsort(logits, dim=-1, descending=True)
-        positions = torch.arange(c, device=x.device).expand_as(order)
-        rank = torch.empty_like(order).scatter_(-1, order, positions)
+        counts = [c * num // den for num, den in self.ratios]
+        ranked = torch.topk(logits, max(counts), dim=-1).values
         weights = (self.attn1, self.attn2, self.attn3, self.attn4)
         out = None
-        for (num, den), weight in zip(self.ratios, weights):
-            keep = rank < c * num // den
+        for count, weight in zip(counts, weights):
+            keep = logits >= ranked[..., count - 1 : count]
             attn = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
             term = (attn @ v) * weight
             out = term if out is None else out + term

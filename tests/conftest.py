@@ -61,11 +61,12 @@ def tiny_model(arch: str, seed: int = 0) -> torch.nn.Module:
 def tiny_onnx(tmp_path_factory):
     """``tiny_onnx(arch, attention="matmul", static=None) -> (onnx_path, eager_model)``.
 
-    Exports are cached for the whole session: a dynamo export of a tiny model takes 10-25 s.
-    ``static`` is ``(N, H, W)`` for a static graph; the default is dynamic N, H, W.
+    Made with ``irdeploy.export.to_onnx`` (parity gate on, TensorRT check off: the TensorRT
+    tests parse the files themselves), cached for the whole session because a dynamo export of
+    a tiny model takes 10-25 s. ``static`` is ``(N, H, W)``; the default is dynamic N, H, W.
+    ``tiny_onnx.reports[path]`` holds each file's :class:`ExportReport`.
     """
-    from irdeploy.export.tracing import InputSpec, trace_to_onnx
-    import onnx
+    from irdeploy.export import to_onnx
 
     cache: dict = {}
     root = tmp_path_factory.mktemp("tiny_onnx")
@@ -74,14 +75,12 @@ def tiny_onnx(tmp_path_factory):
         key = (arch, attention, static)
         if key not in cache:
             model = tiny_model(arch)
-            n, h, w = static or (None, None, None)
-            spec = InputSpec(3, n, h, w, model.pad_multiple)
-            proto, _ = trace_to_onnx(model, spec, opset=23 if attention == "onnx23" else 18, attention=attention)
             path = root / f"{arch}-{attention}-{'x'.join(map(str, static)) if static else 'dynamic'}.onnx"
-            onnx.save(proto, path)
+            get.reports[path] = to_onnx(model, path, static_shape=static, attention=attention, tensorrt=False)
             cache[key] = (path, model)
         return cache[key]
 
+    get.reports = {}
     return get
 
 

@@ -1,0 +1,208 @@
+"""ONNX export: graph structure, parity in ONNX Runtime, metadata, CLI and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import FIXTURES, tiny_model
+
+from irdeploy.export import ExportError, inspect_onnx, to_onnx
+from irdeploy.export import graph
+from irdeploy.export.metadata import ExportMetadata
+from irdeploy.export.padding import crop_batch, pad_batch
+from irdeploy.model import create, to_local
+from irdeploy.model.layers import LayerNorm2d
+
+ARCHS = ("m3snet", "mprnet", "mhnet")
+# Per-architecture expectations: attention cores in the graph and their kind.
+CORES = {"m3snet": (1, "matmul-softmax-matmul"), "mprnet": (0, None), "mhnet": (3, "masked-matmul-softmax-matmul")}
+
+
+def _ops(path) -> Counter:
+    return graph.op_histogram(onnx.load(path))
+
+
+def _run(path, x: np.ndarray, multiple: int, mode: str) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": pad_batch(x, multiple, mode)})[0]
+    return crop_batch(out, *x.shape[-2:])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_graph_is_folded(tiny_onnx, arch: str) -> None:
+    path, model = tiny_onnx(arch)
+    ops = _ops(path)
+    layernorms = sum(isinstance(m, LayerNorm2d) for m in model.modules())
+    assert ops["LayerNormalization"] == layernorms
+    # at most the two transposes a channel LayerNorm needs (fewer where neighbours share them)
+    assert ops["Transpose"] <= 2 * layernorms + 1
+    for op in ("Pow", "Sqrt", "Clip", "Expand", "Identity", "Dropout", "Pad", "Mod", "Range", "PixelShuffle"):
+        assert ops[op] == 0, f"{op} in the {arch} graph"
+    if arch != "mprnet":
+        assert ops["DepthToSpace"] > 0
+    count, kind = CORES[arch]
+    cores = graph.attention_cores(onnx.load(path))
+    assert len(cores) == count and all(c.kind == kind for c in cores)
+    assert graph.problems(onnx.load(path), layernorms) == []
+
+
+def test_attention_core_has_nothing_between(tiny_onnx) -> None:
+    path, _ = tiny_onnx("m3snet")
+    proto = onnx.load(path)
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    (core,) = graph.attention_cores(proto)
+    first, softmax, second = (next(n for n in proto.graph.node if n.name == name) for name in core.nodes)
+    assert producer[softmax.input[0]] is first and softmax.output[0] in second.input
+    # q is normalised by one ReduceL2 + Div and scaled by the temperature: no Clip/Expand chain
+    q_path = producer[first.input[0]]
+    assert q_path.op_type == "Mul" and producer[q_path.input[0]].op_type == "Div"
+    assert producer[producer[q_path.input[0]].input[1]].op_type == "ReduceL2"
+
+
+def test_onnx23_attention(tiny_onnx) -> None:
+    path, model = tiny_onnx("m3snet", attention="onnx23")
+    proto = onnx.load(path)
+    assert graph.op_histogram(proto)["Attention"] == 1 and graph.op_histogram(proto)["Softmax"] == 0
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == 23
+    x = np.random.default_rng(1).random((1, 3, 48, 64), dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(_run(path, x, 16, "constant") - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("shape", [(1, 37, 53), (3, 32, 48), (2, 70, 20)])
+def test_dynamic_graph_parity_any_size_and_batch(tiny_onnx, arch: str, shape) -> None:
+    path, model = tiny_onnx(arch)
+    n, h, w = shape
+    x = np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    ref = (ref[0] if isinstance(ref, list) else ref).numpy()
+    out = _run(path, x, model.pad_multiple, model.pad_mode)
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_static_graph_has_no_shape_arithmetic(tiny_onnx, arch: str) -> None:
+    path, model = tiny_onnx(arch, static=(1, 64, 64))
+    proto = onnx.load(path)
+    assert graph.is_static(proto)
+    assert graph.shape_arithmetic(proto) == Counter()
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 64, 64]
+
+
+def test_export_report_and_metadata(tiny_onnx) -> None:
+    path, model = tiny_onnx("m3snet")
+    report = tiny_onnx.reports[path]
+    assert report.parity.passed and len(report.parity.cases) == 3
+    assert any(c.shape[-2] % 16 for c in report.parity.cases), "one parity size must be off the multiple"
+    assert report.layernorm_nodes == report.layernorm_modules == 26  # 13 NAFBlocks x 2
+    assert report.ops_before["LayerNormalization"] == 26 and report.node_count < sum(report.ops_before.values())
+    assert report.gmacs_256 > 0 and report.parameters == sum(p.numel() for p in model.parameters())
+    meta = ExportMetadata.read(onnx.load(path))
+    assert meta.pad_multiple == 16 and meta.pad_mode == "constant" and meta.precision == "fp32"
+    assert meta.config == {"width": 8, "enc_blk_nums": [1, 1, 1, 1]} and meta.arch == "m3snet"
+    sidecar = path.with_name(path.name + ".json").read_text()
+    assert "\"layernorm_nodes\": 26" in sidecar
+    inspected = inspect_onnx(path, tensorrt=False)
+    assert inspected.metadata == meta and inspected.ops_after == report.ops_after
+
+
+def test_tlc_exports_static_with_fixed_kernels(tmp_path) -> None:
+    model = to_local(tiny_model("m3snet"), train_size=(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="TLC model .* static_shape"):
+        to_onnx(model, tmp_path / "tlc.onnx", tensorrt=False)
+    report = to_onnx(model, tmp_path / "tlc.onnx", static_shape=(1, 64, 64), tensorrt=False)
+    assert report.parity.passed
+    assert report.ops_after["AveragePool"] > 0  # the local pools, as constant-size windows
+    assert report.metadata.tlc == {"train_size": [1, 3, 32, 32], "base_size": [48, 48]}
+
+
+def test_static_size_is_rounded_to_the_multiple(tmp_path) -> None:
+    with pytest.warns(UserWarning, match="rounded up to 64x48"):
+        report = to_onnx(tiny_model("m3snet"), tmp_path / "s.onnx", static_shape=(60, 40), tensorrt=False)
+    assert report.input_shape == [1, 3, 64, 48]
+
+
+def test_bad_arguments_are_one_line(tmp_path) -> None:
+    model = tiny_model("m3snet")
+    cases = [
+        (dict(path=tmp_path / "missing" / "m.onnx"), "directory .* does not exist"),
+        (dict(path=tmp_path / "m.onnx", precision="int8"), "unknown precision 'int8'"),
+        (dict(path=tmp_path / "m.onnx", attention="flash"), "unknown attention form 'flash'"),
+        (dict(path=tmp_path / "m.onnx", opset=16), "opset 16 is too old: LayerNormalization needs opset 17"),
+        (dict(path=tmp_path / "m.onnx", attention="onnx23", opset=18), "Attention operator needs opset 23"),
+        (dict(path=tmp_path, static_shape=(64, 64)), "is a directory"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            to_onnx(model, tensorrt=False, parity=False, **kwargs)
+    with pytest.raises(ValueError, match="top-k attention has no opset-23"):
+        to_onnx(tiny_model("mhnet"), tmp_path / "m.onnx", attention="onnx23", tensorrt=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_failed_parity_leaves_no_file(tmp_path, monkeypatch) -> None:
+    """Break the graph after tracing: the gate must refuse it and write nothing."""
+    from irdeploy.export import onnx_export
+
+    real = onnx_export.trace_to_onnx
+
+    def sabotaged(*args, **kwargs):
+        proto, before = real(*args, **kwargs)
+        for init in proto.graph.initializer:
+            if init.name.endswith("ending.bias") or "ending" in init.name:
+                arr = onnx.numpy_helper.to_array(init) + 0.5
+                init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+        return proto, before
+
+    monkeypatch.setattr(onnx_export, "trace_to_onnx", sabotaged)
+    with pytest.raises(ExportError, match="parity FAILED"):
+        to_onnx(tiny_model("m3snet"), tmp_path / "bad.onnx", static_shape=(1, 32, 32), tensorrt=False)
+    assert not list(tmp_path.iterdir())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "irdeploy", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_export_and_inspect(tmp_path) -> None:
+    out = tmp_path / "m3snet.onnx"
+    result = _cli("export", "--model", "m3snet", "--arg", "width=16", "--arg", "enc_blk_nums=[1,1,1,2]",
+                  "--checkpoint", str(FIXTURES / "m3snet_tiny.pth"), "-o", str(out), "--static", "48x64", "--no-tensorrt")
+    assert result.returncode == 0, result.stderr
+    assert "parity passed" in result.stdout and "28 LayerNormalization for 28 LayerNorm modules" in result.stdout
+    result = _cli("inspect", str(out), "--no-tensorrt")
+    assert result.returncode == 0, result.stderr
+    assert "checkpoint_sha256: 49b4f7efd40b1425" in result.stdout and "pad_multiple: 16" in result.stdout
+
+
+def test_cli_bad_inputs(tmp_path) -> None:
+    bad_ck = tmp_path / "bad.pth"
+    bad_ck.write_text("nope")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x01garbage")
+    for args, message in [
+        (("export", "--model", "nafnet", "-o", str(tmp_path / "x.onnx")), "unknown model 'nafnet'"),
+        (("export", "--model", "m3snet-32", "--checkpoint", str(bad_ck), "-o", str(tmp_path / "x.onnx")),
+         "not a readable PyTorch checkpoint"),
+        (("export", "--model", "m3snet", "--arg", "width=16", "--checkpoint", str(FIXTURES / "m3snet_tiny.pth"),
+          "-o", str(tmp_path / "x.onnx")), "does not fit m3snet"),
+        (("inspect", str(junk)), "not"),
+        (("inspect", str(tmp_path / "absent.onnx")), "absent.onnx"),
+    ]:
+        result = _cli(*args)
+        assert result.returncode == 2, (args, result.stdout)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "junk.onnx"]
