@@ -39,12 +39,15 @@ class Tolerance:
 
 # fp32: ORT and eager differ by summation order only (measured 1e-6 to 7e-5 on random-weight
 # zoo models; deep stacks with randomised temperatures amplify it).
-# fp16/bf16: floors from the audit (README, "Mixed precision"); the worst pixel is bounded
-# loosely because one saturated pixel should not fail an otherwise faithful graph.
+# fp16/bf16: task-level floors (40 dB: differences invisible in an 8-bit image; bf16 keeps 8
+# mantissa bits, so 30 dB). Measured on emulated storage rounding: tiny zoo models with
+# random weights reach fp16 61.8-75.3 dB, bf16 42.5-56.1 dB, but the upstream fixture weights
+# (temperatures and LayerNorm affines drawn wide) only fp16 42.5 dB, bf16 24.5 dB: how much a
+# network amplifies rounding depends on its weights, so the floor can be set per export.
 TOLERANCES = {
     "fp32": Tolerance(atol=1e-3, min_psnr=80.0),
-    "fp16": Tolerance(atol=5e-2, min_psnr=45.0),
-    "bf16": Tolerance(atol=2.5e-1, min_psnr=30.0),
+    "fp16": Tolerance(atol=1e-1, min_psnr=40.0),
+    "bf16": Tolerance(atol=5e-1, min_psnr=30.0),
 }
 
 
@@ -184,6 +187,7 @@ def check_parity(
     inputs: Sequence[tuple[str, np.ndarray]],
     *,
     precision: str,
+    min_psnr: float | None = None,
     pad_multiple: int,
     pad_mode: str,
     channels: int = 3,
@@ -193,6 +197,8 @@ def check_parity(
     import onnxruntime as ort
 
     tol = TOLERANCES[precision]
+    if min_psnr is not None:
+        tol = Tolerance(atol=tol.atol, min_psnr=min_psnr)
     providers = list(providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                                    if p in ort.get_available_providers()])
     onnx_runner = PaddedRunner(OnnxrtRunner(SessionFromOnnx(onnx_model, providers=providers), name="onnxruntime"),

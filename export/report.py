@@ -51,11 +51,9 @@ class ExportReport:
     @classmethod
     def from_graph(cls, model: onnx.ModelProto, path: Path, **known: Any) -> ExportReport:
         """Everything that can be read off the graph itself."""
-        try:  # TEMPORARY until precision.py lands
-            from .precision import describe
-            mixed = describe(model)
-        except ImportError:
-            mixed = None
+        from .precision import describe
+
+        mixed = describe(model)
         dims = model.graph.input[0].type.tensor_type.shape.dim
         return cls(
             path=Path(path),

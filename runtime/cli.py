@@ -16,12 +16,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
     import torch
 
     from irdeploy.model import PRESETS, architectures, create
+    from irdeploy.model.stats import model_stats
 
-    print(f"{'preset':<16}{'architecture':<14}{'parameters':>12}  description")
+    stats_head = f"{'GMACs@256':>11}" if args.stats else ""
+    print(f"{'preset':<16}{'architecture':<14}{'parameters':>12}{stats_head}  description")
     for name, preset in PRESETS.items():
         with torch.device("meta"):
-            params = sum(p.numel() for p in create(name).parameters())
-        print(f"{name:<16}{preset.arch:<14}{params / 1e6:>10.2f} M  {preset.description}")
+            model = create(name)
+        params = sum(p.numel() for p in model.parameters())
+        macs = f"{model_stats(model).gmacs:>11.1f}" if args.stats else ""
+        print(f"{name:<16}{preset.arch:<14}{params / 1e6:>10.2f} M{macs}  {preset.description}")
     print(f"\narchitectures (create(name, **upstream_kwargs)): {', '.join(architectures())}")
     return 0
 
@@ -81,8 +85,44 @@ def _cmd_export(args: argparse.Namespace) -> int:
         to_local(model, train_size=(1, 3, h, w))
     static = args.static if args.static is None or len(args.static) == 3 else (args.batch, *args.static)
     report = to_onnx(model, args.output, opset=args.opset, static_shape=static, precision=args.precision,
-                     attention=args.attention, parity=not args.no_parity, tensorrt=not args.no_tensorrt)
+                     attention=args.attention, parity=not args.no_parity, min_psnr=args.min_psnr,
+                     tensorrt=not args.no_tensorrt)
     _print_report(report)
+    return 0
+
+
+def _cmd_fp16_audit(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import torch
+
+    from irdeploy.export import to_onnx
+    from irdeploy.export.audit import fp16_audit, format_table
+    from irdeploy.export.parity import make_inputs
+    from irdeploy.model import load_model
+
+    model = load_model(args.model, args.checkpoint, **dict(args.arg))
+    h, w = args.size[-2:]
+    multiple = model.pad_multiple
+    if h % multiple or w % multiple:
+        ah, aw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        raise ValueError(f"--size {h}x{w} is not a multiple of {multiple}; use e.g. {ah}x{aw}")
+    inputs = [x for _, x in make_inputs(3, [(1, h, w), (1, h, w), (1, h, w)])[1:]]  # the two photographs
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "audit.onnx"
+        to_onnx(model, path, static_shape=(h, w), tensorrt=False)
+        graph = onnx.load(path)
+    with torch.inference_mode():
+        references = [model(torch.from_numpy(x)) for x in inputs]
+    references = [(r[0] if isinstance(r, list) else r).numpy() for r in references]
+    rows = fp16_audit(graph, inputs, references, precision=args.precision)
+    print(format_table(rows, title=f"{args.model}: one op family at a time in {args.precision} "
+                                   f"(emulated storage rounding), PSNR vs eager float32 on two photographs {h}x{w}"))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in rows], indent=1))
     return 0
 
 
@@ -102,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the model presets")
+    p.add_argument("--stats", action="store_true", help="also count GMACs at 256x256 (same counter for every model)")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("quickstart", help="build a model, load a checkpoint, restore a sample photograph")
@@ -126,8 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="batch size of a --static export (default 1)")
     p.add_argument("--tlc", type=_size, metavar="HxW", help="apply the test-time local converter for this training crop")
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs eager parity gate")
+    p.add_argument("--min-psnr", type=float, help="parity floor in dB vs eager fp32 (default: 80 fp32, 40 fp16, 30 bf16)")
     p.add_argument("--no-tensorrt", action="store_true", help="skip the TensorRT parser check")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("fp16-audit", help="rank op families by the error low precision adds")
+    p.add_argument("--model", required=True)
+    p.add_argument("--checkpoint")
+    p.add_argument("--arg", type=_kwarg, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--precision", choices=("fp16", "bf16"), default="fp16")
+    p.add_argument("--size", type=_size, default=(128, 128), metavar="HxW", help="image crop size (default 128x128)")
+    p.add_argument("--json", help="also write the rows as JSON")
+    p.set_defaults(func=_cmd_fp16_audit)
 
     p = sub.add_parser("inspect", help="report on any ONNX file (ops, folding, precision, metadata)")
     p.add_argument("onnx")

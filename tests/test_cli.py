@@ -25,6 +25,13 @@ def test_models_lists_presets() -> None:
     assert "20.13 M" in result.stdout  # MPRNet deblurring: 20.1 M parameters as published
 
 
+def test_models_stats_counts_macs() -> None:
+    result = _run("models", "--stats")
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.startswith("mprnet-deblur"))
+    assert "759.4" in line  # the paper quotes about 777 G(MAC) at 256x256 for this configuration
+
+
 def test_quickstart_restores_a_real_photo(tmp_path) -> None:
     result = _run("quickstart", "--out", str(tmp_path), "--threads", "2")
     assert result.returncode == 0, result.stderr

@@ -206,3 +206,38 @@ def test_cli_bad_inputs(tmp_path) -> None:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pth", "junk.onnx"]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_export(tmp_path, precision: str) -> None:
+    report = to_onnx(tiny_model("m3snet"), tmp_path / f"m.{precision}.onnx", static_shape=(1, 64, 64),
+                     precision=precision, tensorrt=False)
+    assert report.precision == precision and report.metadata.precision == precision
+    assert report.parity.passed and report.parity.worst_psnr >= {"fp16": 40, "bf16": 30}[precision]
+    assert "emulation" in " ".join(report.notes)
+    assert 0 < report.fp32_nodes < report.node_count and report.fp32_islands >= 1
+    proto = onnx.load(tmp_path / f"m.{precision}.onnx")
+    io = [v.type.tensor_type.elem_type for v in (*proto.graph.input, *proto.graph.output)]
+    assert io == [onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT]
+    assert inspect_onnx(tmp_path / f"m.{precision}.onnx", tensorrt=False).fp32_islands == report.fp32_islands
+
+
+def test_parity_floor_can_be_raised_and_then_fails(tmp_path) -> None:
+    with pytest.raises(ExportError, match=r"worst PSNR .* \(>= 200\).*nothing written"):
+        to_onnx(tiny_model("m3snet"), tmp_path / "m.onnx", static_shape=(1, 32, 32), precision="fp16",
+                min_psnr=200, tensorrt=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_fp16_audit(tmp_path) -> None:
+    out = tmp_path / "audit.json"
+    result = _cli("fp16-audit", "--model", "m3snet", "--arg", "width=8", "--arg", "enc_blk_nums=[1,1,1,1]",
+                  "--size", "64x64", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    for family in ("conv", "layernorm", "policy", "all", "float32"):
+        assert f"\n{family} " in result.stdout
+    rows = __import__("json").loads(out.read_text())
+    psnrs = [r["psnr"] for r in rows]
+    assert psnrs == sorted(psnrs) and rows[-1]["family"] == "float32"
+    bad = _cli("fp16-audit", "--model", "m3snet", "--arg", "width=8", "--size", "60x64")
+    assert bad.returncode == 2 and "not a multiple of 16; use e.g. 64x64" in bad.stderr

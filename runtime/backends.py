@@ -1,0 +1,130 @@
+"""One interface for every way irdeploy runs a model: ``backend.infer(batch) -> batch``.
+
+Batches are float32 NCHW numpy arrays in [0, 1] of any H and W; each backend applies the
+padding contract of its artifact (pad to the network's multiple, run, crop) so that parity
+checks, benchmarks and ``restore`` treat them alike. ``torch`` is imported only by the torch
+backend: the ONNX Runtime and TensorRT backends run on machines without it.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irdeploy.export.padding import crop_batch, pad_batch
+
+
+class Backend(ABC):
+    """A loaded model that restores NCHW float32 batches."""
+
+    name: str
+    pad_multiple: int = 1
+    pad_mode: str = "constant"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4:
+            raise ValueError(f"{self.name}: expected an NCHW batch, got shape {batch.shape}")
+        h, w = batch.shape[-2:]
+        out = self._run(pad_batch(batch, self.pad_multiple, self.pad_mode))
+        return np.ascontiguousarray(crop_batch(out, h, w))
+
+    @abstractmethod
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """Run on a batch already padded to the multiple."""
+
+    def close(self) -> None:
+        """Release sessions, engines and device memory (idempotent)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TorchBackend(Backend):
+    """Eager PyTorch (optionally ``torch.compile``); the model pads internally, so no contract."""
+
+    def __init__(self, model: Any, *, device: str = "cpu", compile: bool = False) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.runner = torch.compile(self.model) if compile else self.model
+        self.name = "torch-compile" if compile else "torch"
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.runner(torch.from_numpy(batch).to(self.device))
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        return out.float().cpu().numpy()
+
+    def infer_tensor(self, batch: Any) -> Any:
+        """Device-resident variant: a torch tensor in, a torch tensor out, no host copies."""
+        with self.torch.inference_mode():
+            out = self.runner(batch)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def default_providers() -> list[str]:
+    """TensorRT-RTX, TensorRT, CUDA, then CPU: the fastest execution providers present."""
+    import onnxruntime as ort
+
+    preferred = ("NvTensorRTRTXExecutionProvider", "TensorrtExecutionProvider", "CUDAExecutionProvider",
+                 "CPUExecutionProvider")
+    available = ort.get_available_providers()
+    return [p for p in preferred if p in available]
+
+
+class OnnxRuntimeBackend(Backend):
+    """An irdeploy ONNX graph in ONNX Runtime; padding from the graph's metadata."""
+
+    def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: no such ONNX file")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=list(providers or default_providers()))
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types without a common base
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: ONNX Runtime cannot load it ({first[:300]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.pad_multiple = int(meta.get("irdeploy.pad_multiple", 1))
+        self.pad_mode = meta.get("irdeploy.pad_mode", "constant")
+        self.input_name = self.session.get_inputs()[0].name
+        self.name = f"ort ({self.session.get_providers()[0]})"
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+class TensorRTBackend(Backend):
+    """A TensorRT engine (needs an NVIDIA GPU); padding from the engine's sidecar."""
+
+    def __init__(self, path: str | os.PathLike, **engine_options: Any) -> None:
+        from .tensorrt import TensorRTEngine
+
+        self.engine = TensorRTEngine(path, **engine_options)
+        self.pad_multiple = self.engine.pad_multiple
+        self.pad_mode = self.engine.sidecar.get("pad_mode", "constant")
+        self.name = f"tensorrt ({self.engine.sidecar.get('precision', '?')})"
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.engine.infer(batch)
+
+    def close(self) -> None:
+        self.engine.close()

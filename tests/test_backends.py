@@ -1,0 +1,49 @@
+"""The shared backend interface: torch and ONNX Runtime agree on any size, padding included."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from irdeploy.runtime.backends import OnnxRuntimeBackend, TorchBackend
+
+
+@pytest.mark.parametrize("arch", ["m3snet", "mprnet", "mhnet"])
+def test_onnxruntime_matches_torch_on_odd_sizes(tiny_onnx, arch: str) -> None:
+    path, model = tiny_onnx(arch)
+    ort_backend = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"])
+    assert (ort_backend.pad_multiple, ort_backend.pad_mode) == (model.pad_multiple, model.pad_mode)
+    x = np.random.default_rng(3).random((2, 3, 45, 29), dtype=np.float32)
+    with TorchBackend(model) as torch_backend, ort_backend:
+        a, b = torch_backend.infer(x), ort_backend.infer(x)
+    assert a.shape == b.shape == x.shape and a.flags.c_contiguous and b.flags.c_contiguous
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_bad_inputs_are_one_line(tmp_path, tiny_onnx) -> None:
+    with pytest.raises(ValueError, match="no such ONNX file"):
+        OnnxRuntimeBackend(tmp_path / "absent.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx")
+    with pytest.raises(ValueError, match="ONNX Runtime cannot load it") as err:
+        OnnxRuntimeBackend(junk)
+    assert "\n" not in str(err.value)
+    path, _ = tiny_onnx("m3snet")
+    with pytest.raises(ValueError, match="expected an NCHW batch"):
+        OnnxRuntimeBackend(path).infer(np.zeros((3, 32, 32), np.float32))
+
+
+def test_onnxruntime_backend_does_not_import_torch(tiny_onnx) -> None:
+    path, _ = tiny_onnx("m3snet")
+    code = (
+        "import sys, numpy as np\n"
+        "from irdeploy.runtime.backends import OnnxRuntimeBackend\n"
+        f"out = OnnxRuntimeBackend({str(path)!r}).infer(np.zeros((1, 3, 20, 30), np.float32))\n"
+        "assert out.shape == (1, 3, 20, 30)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
