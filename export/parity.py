@@ -58,6 +58,7 @@ class CaseResult:
     max_abs: float
     mean_abs: float
     psnr: float
+    pixels_changed: float  # share of 8-bit output pixels that differ after rounding
     passed: bool
 
 
@@ -82,8 +83,10 @@ class ParityResult:
 
     def summary(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
+        changed = max(c.pixels_changed for c in self.cases)
         return (f"parity {verdict} ({self.precision}, {len(self.cases)} inputs): max abs {self.max_abs:.3g} "
-                f"(<= {self.tolerance.atol:g}), worst PSNR {self.worst_psnr:.1f} dB (>= {self.tolerance.min_psnr:g})")
+                f"(<= {self.tolerance.atol:g}), worst PSNR {self.worst_psnr:.1f} dB (>= {self.tolerance.min_psnr:g}), "
+                f"{changed:.2%} of 8-bit pixels differ")
 
     def to_dict(self) -> dict:
         return {
@@ -155,6 +158,37 @@ class PaddedRunner(BaseRunner):
         return OrderedDict((k, crop_batch(v, *x.shape[-2:]).copy()) for k, v in outputs.items())
 
 
+class BackendRunner(BaseRunner):
+    """A Polygraphy runner around any object with ``infer(batch) -> batch`` (irdeploy backends).
+
+    Lets :func:`compare` judge a TensorRT engine or any runtime backend with the same
+    comparator; the backend applies its own padding contract.
+    """
+
+    def __init__(self, backend, channels: int, name: str) -> None:
+        super().__init__(name=name)
+        self.backend, self.channels = backend, channels
+
+    def activate_impl(self) -> None:
+        pass
+
+    def deactivate_impl(self) -> None:
+        pass
+
+    def get_input_metadata_impl(self):
+        from polygraphy.common import TensorMetadata
+
+        return TensorMetadata().add("input", np.float32, (None, self.channels, None, None))
+
+    def infer_impl(self, feed_dict):
+        import time
+
+        start = time.perf_counter()
+        out = self.backend.infer(feed_dict["input"])
+        self.inference_time = time.perf_counter() - start
+        return OrderedDict(output=out)
+
+
 def make_inputs(channels: int, sizes: Sequence[tuple[int, int, int]], seed: int = 0) -> list[tuple[str, np.ndarray]]:
     """Named float32 NCHW inputs: the first size random, the rest crops of the sample photographs.
 
@@ -173,6 +207,10 @@ def make_inputs(channels: int, sizes: Sequence[tuple[int, int, int]], seed: int 
         batch = np.stack([np.roll(crop, k * 7, axis=1) for k in range(n)]).transpose(0, 3, 1, 2)
         inputs.append((f"{sample} {n}x{h}x{w}", np.ascontiguousarray(batch, dtype=np.float32)))
     return inputs
+
+
+def _to_8bit(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 @contextlib.contextmanager
@@ -196,26 +234,40 @@ def check_parity(
     """Compare the graph (ONNX Runtime) with the eager model on ``inputs``."""
     import onnxruntime as ort
 
+    providers = list(providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                                   if p in ort.get_available_providers()])
+    candidate = PaddedRunner(OnnxrtRunner(SessionFromOnnx(onnx_model, providers=providers), name="onnxruntime"),
+                             pad_multiple, pad_mode, channels)
+    return compare(model, candidate, inputs, precision=precision, min_psnr=min_psnr, channels=channels)
+
+
+def compare(
+    model,
+    candidate: BaseRunner,
+    inputs: Sequence[tuple[str, np.ndarray]],
+    *,
+    precision: str,
+    min_psnr: float | None = None,
+    channels: int = 3,
+) -> ParityResult:
+    """Run the eager float32 model and ``candidate`` on ``inputs`` and judge ``candidate``."""
     tol = TOLERANCES[precision]
     if min_psnr is not None:
         tol = Tolerance(atol=tol.atol, min_psnr=min_psnr)
-    providers = list(providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                                   if p in ort.get_available_providers()])
-    onnx_runner = PaddedRunner(OnnxrtRunner(SessionFromOnnx(onnx_model, providers=providers), name="onnxruntime"),
-                               pad_multiple, pad_mode, channels)
     eager = EagerRunner(model, channels)
     feeds = [OrderedDict(input=x) for _, x in inputs]
     with _quiet():
-        results = Comparator.run([eager, onnx_runner], data_loader=feeds)
+        results = Comparator.run([eager, candidate], data_loader=feeds)
         accuracy = Comparator.compare_accuracy(
             results, compare_func=SimpleCompareFunc(atol=tol.atol, rtol=0.0, check_error_stat="max")
         )
     cases = []
-    reference, candidate = results[eager.name], results[onnx_runner.name]
-    for (name, x), ref, out in zip(inputs, reference, candidate):
+    reference, outputs = results[eager.name], results[candidate.name]
+    for (name, x), ref, out in zip(inputs, reference, outputs):
         a, b = ref["output"], out["output"]
         diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
         p = psnr(a, b)
-        cases.append(CaseResult(name, tuple(x.shape), float(diff.max()), float(diff.mean()), p,
+        changed = float(np.mean(_to_8bit(a) != _to_8bit(b)))
+        cases.append(CaseResult(name, tuple(x.shape), float(diff.max()), float(diff.mean()), p, changed,
                                 bool(diff.max() <= tol.atol and p >= tol.min_psnr)))
     return ParityResult(precision, tol, tuple(cases), bool(accuracy))

@@ -49,6 +49,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import GlobalAvgPool2d, check_input, pad_to_multiple
@@ -137,13 +138,41 @@ class SupervisedAttention(nn.Module):
         return self.conv1(feats) * gate + feats, restored
 
 
+class BilinearUp2x(nn.Module):
+    """``nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)``, as a fixed filter.
+
+    Along each axis that resize gives output ``2i`` = 0.25 x[i-1] + 0.75 x[i] and ``2i+1`` =
+    0.75 x[i] + 0.25 x[i+1], with the edges replicated: a replicate pad of one pixel, then a
+    depthwise stride-2 transposed convolution with the separable kernel [1, 3, 3, 1] / 4 (and
+    padding 3 to drop the border). Same values to rounding, but it exports as Pad + ConvTranspose,
+    which TensorRT builds with dynamic H/W, while its Myelin backend rejects the dynamic
+    ``Resize`` (TensorRT-RTX 1.7: "Error during shape inference of upsample_bilinear2d").
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        taps = torch.tensor([0.25, 0.75, 0.75, 0.25])
+        self.register_buffer("kernel", torch.outer(taps, taps).view(1, 1, 4, 4), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        return F.conv_transpose2d(padded, self.kernel.expand(c, 1, 4, 4), stride=2, padding=3, groups=c)
+
+
 class Downsample(nn.Module):
-    """Bilinear 0.5x resize, then a bias-free 1x1 conv that adds ``extra`` channels."""
+    """Bilinear 0.5x resize, then a bias-free 1x1 conv that adds ``extra`` channels.
+
+    A bilinear 0.5x resize with ``align_corners=False`` samples exactly between the four pixels
+    of each 2x2 block, so it is a 2x2 average pool: written that way it exports as one
+    ``AveragePool`` instead of a ``Resize`` with scales, which TensorRT cannot shape-infer for
+    dynamic H/W.
+    """
 
     def __init__(self, channels: int, extra: int) -> None:
         super().__init__()
         self.down = nn.Sequential(
-            nn.Upsample(scale_factor=0.5, mode="bilinear", align_corners=False),
+            nn.AvgPool2d(2),
             nn.Conv2d(channels, channels + extra, 1, bias=False),
         )
 
@@ -152,7 +181,7 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Bilinear 2x resize, then a bias-free 1x1 conv from ``channels + extra`` to ``channels``.
+    """Bilinear 2x resize (:class:`BilinearUp2x`), then a bias-free 1x1 conv to ``channels``.
 
     With ``skip`` given, it is added to the result. That covers both upstream ``UpSample`` and
     ``SkipUpSample``, which have the same parameters and keys.
@@ -161,7 +190,7 @@ class Upsample(nn.Module):
     def __init__(self, channels: int, extra: int) -> None:
         super().__init__()
         self.up = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            BilinearUp2x(),
             nn.Conv2d(channels + extra, channels, 1, bias=False),
         )
 

@@ -126,6 +126,49 @@ def _cmd_fp16_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .tensorrt import build_engine, parse_shapes
+
+    result = build_engine(
+        args.onnx, args.output, precision=args.precision, shapes=parse_shapes(args.shapes) if args.shapes else None,
+        flavour=args.trt, workspace=args.workspace, opt_level=args.opt_level, timing_cache=args.timing_cache,
+        compute_capabilities=args.compute_capability, attention=args.attention, force=args.force,
+    )
+    print(result.summary())
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from irdeploy.export.parity import BackendRunner, compare, make_inputs
+    from irdeploy.model import load_model
+
+    from .backends import OnnxRuntimeBackend, TensorRTBackend
+
+    model = load_model(args.model, args.checkpoint, **dict(args.arg))
+    if args.engine:
+        backend = TensorRTBackend(args.engine)
+        precision = backend.engine.sidecar.get("precision", "fp32")
+    else:
+        import onnx
+
+        from irdeploy.export.metadata import ExportMetadata
+
+        meta = ExportMetadata.read(onnx.load(args.onnx, load_external_data=False))
+        precision = meta.precision if meta else "fp32"
+        backend = OnnxRuntimeBackend(args.onnx)
+    precision = {"best": "fp16", "tf32": "fp32"}.get(precision, precision)  # their parity floors
+    m = model.pad_multiple
+    sizes = [(2, 4 * m, 3 * m), (1, 4 * m + 3, 6 * m - 5), (1, 6 * m, 8 * m)]
+    with backend:
+        result = compare(model, BackendRunner(backend, 3, backend.name), make_inputs(3, sizes),
+                         precision=precision, min_psnr=args.min_psnr)
+    for case in result.cases:
+        print(f"{case.name:<28} max abs {case.max_abs:.3g}  mean abs {case.mean_abs:.3g}  "
+              f"PSNR {case.psnr:.1f} dB  8-bit pixels changed {case.pixels_changed:.2%}")
+    print(result.summary())
+    return 0 if result.passed else 1
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from irdeploy.export import inspect_onnx
 
@@ -180,6 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the rows as JSON")
     p.set_defaults(func=_cmd_fp16_audit)
 
+    p = sub.add_parser("build", help="build a strongly typed TensorRT engine from an ONNX graph")
+    p.add_argument("onnx")
+    p.add_argument("-o", "--output", required=True, help="engine file (a .json sidecar is written beside it)")
+    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "best"), default="fp16")
+    p.add_argument("--shapes", nargs="+", metavar="KIND=NxCxHxW",
+                   help="min=1x3x64x64 opt=1x3x720x1280 max=1x3x1088x1920 (default; rounded to the pad multiple)")
+    p.add_argument("--trt", choices=("auto", "tensorrt", "rtx"), default="auto",
+                   help="TensorRT flavour: auto = data-centre TensorRT if importable, else TensorRT-RTX")
+    p.add_argument("--workspace", type=int, help="builder workspace limit in bytes")
+    p.add_argument("--opt-level", type=int, help="builder optimization level 0-5")
+    p.add_argument("--timing-cache", help="timing cache file, read and updated (TensorRT)")
+    p.add_argument("--compute-capability", action="append", metavar="X.Y",
+                   help="TensorRT-RTX target (repeatable, or 'current'); default: every supported RTX architecture")
+    p.add_argument("--attention", choices=("auto", "fused", "decomposable"), default="auto")
+    p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("validate", help="compare an ONNX graph or engine with the eager model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--checkpoint")
+    p.add_argument("--arg", type=_kwarg, action="append", default=[], metavar="KEY=VALUE")
+    artifact = p.add_mutually_exclusive_group(required=True)
+    artifact.add_argument("--onnx")
+    artifact.add_argument("--engine")
+    p.add_argument("--min-psnr", type=float, help="PSNR floor in dB (default by precision: 80 / 40 / 30)")
+    p.set_defaults(func=_cmd_validate)
+
     p = sub.add_parser("inspect", help="report on any ONNX file (ops, folding, precision, metadata)")
     p.add_argument("onnx")
     p.add_argument("--no-tensorrt", action="store_true", help="skip the TensorRT parser check")
@@ -190,10 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from irdeploy.export import ExportError
+    from irdeploy.export.tensorrt_check import TensorRTUnavailable
     from irdeploy.model import CheckpointError
+
+    from .tensorrt import NoGPUError
 
     try:
         return args.func(args)
-    except (CheckpointError, ExportError, ValueError, TypeError, OSError) as exc:
+    except (CheckpointError, ExportError, TensorRTUnavailable, NoGPUError, ValueError, TypeError, OSError) as exc:
         print(f"irdeploy {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,19 @@
+"""The one-line errors of engine building and loading.
+
+Each is a ``ValueError`` (a ``RuntimeError`` for the missing GPU) so the CLI's existing handler
+turns it into one line on stderr; messages never carry TensorRT's multi-line logs.
+"""
+
+from __future__ import annotations
+
+
+class EngineBuildError(ValueError):
+    """The engine could not be built: bad profile, rejected graph, build failure, unwritable output."""
+
+
+class EngineLoadError(ValueError):
+    """The engine must not be run here: missing/stale sidecar, corrupt file, wrong GPU or TensorRT."""
+
+
+class NoGPUError(RuntimeError):
+    """Running (or building for the current GPU) needs an NVIDIA GPU and its driver."""

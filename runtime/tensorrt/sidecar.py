@@ -1,0 +1,105 @@
+"""The JSON file next to every engine: what it was built from, for what, and with what.
+
+An engine is only valid for the TensorRT flavour and version that built it, for the GPU (or,
+with TensorRT-RTX, the compute capabilities) it targets, and for one ONNX graph, precision and
+profile. The sidecar records all of it so that a build can tell a cache hit from a stale engine,
+and a loader can refuse an engine before TensorRT fails on it with a CUDA error.
+
+Both files are written atomically (a temporary file in the same folder, then a rename); the
+sidecar carries the engine's sha256, so an engine and a sidecar from different builds never
+pass for a pair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import EngineLoadError
+
+FORMAT = 1
+SUFFIX = ".json"
+# The fields that decide whether an existing engine can be reused: everything it was built
+# from and for. Build time and host are recorded, never compared.
+KEY_FIELDS = ("tensorrt", "target", "precision", "profiles", "onnx", "options", "irdeploy_version")
+
+
+def sidecar_path(engine_path: str | os.PathLike) -> Path:
+    path = Path(engine_path)
+    return path.with_name(path.name + SUFFIX)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_key(fields: Mapping[str, Any]) -> str:
+    """sha256 of the key fields, in a canonical JSON form."""
+    material = {k: fields[k] for k in KEY_FIELDS}
+    return sha256_bytes(json.dumps(material, sort_keys=True, separators=(",", ":")).encode())
+
+
+def read_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar of ``engine_path``; :class:`EngineLoadError` if it is missing or unreadable."""
+    path = sidecar_path(engine_path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EngineLoadError(f"{path}: no sidecar for engine {Path(engine_path).name}; rebuild it with irdeploy build") from None
+    except (OSError, ValueError) as exc:
+        raise EngineLoadError(f"{path}: unreadable sidecar ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "key" not in data:
+        raise EngineLoadError(f"{path}: not an irdeploy engine sidecar (format {FORMAT} expected); rebuild the engine")
+    return data
+
+
+def is_cache_hit(engine_path: Path, key: str) -> dict[str, Any] | None:
+    """The sidecar if ``engine_path`` was built with ``key`` and is intact, else ``None``."""
+    if not engine_path.is_file():
+        return None
+    try:
+        data = read_sidecar(engine_path)
+    except EngineLoadError:
+        return None
+    try:
+        recorded = cache_key(data)  # recomputed: a sidecar edited by hand is not trusted
+    except KeyError:
+        return None
+    if not data["key"] == recorded == key or data.get("engine", {}).get("sha256") != sha256_file(engine_path):
+        return None
+    return data
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never a partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as f:  # not mkstemp: its 0600 mode would ignore the umask
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_engine(engine_path: Path, engine: bytes, sidecar: dict[str, Any]) -> dict[str, Any]:
+    """Write the engine, then its sidecar (which names the engine's sha256), each atomically.
+
+    Returns the sidecar as written."""
+    sidecar = {**sidecar, "format": FORMAT, "engine": {"file": engine_path.name, "sha256": sha256_bytes(engine), "bytes": len(engine)}}
+    atomic_write(engine_path, engine)
+    atomic_write(sidecar_path(engine_path), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    return sidecar
