@@ -89,12 +89,14 @@ def to_onnx(
     simplify: bool = True,
     parity: bool = True,
     min_psnr: float | None = None,
+    fp32_nodes: Sequence[str] | None = None,
     tensorrt: bool = True,
     channels: int = 3,
 ) -> ExportReport:
     """Export a zoo model to ``path`` and return the :class:`ExportReport`.
 
-    ``min_psnr`` overrides the parity gate's PSNR floor for ``precision``
+    ``fp32_nodes`` keeps more nodes float32 than the default policy (names from
+    ``irdeploy validate --bisect``). ``min_psnr`` overrides the parity gate's PSNR floor for ``precision``
     (:data:`irdeploy.export.parity.TOLERANCES`). ``opset`` defaults to 18 (23 with ``attention="onnx23"``). ``precision`` "fp16"/"bf16"
     writes a mixed-precision graph with float32 inputs and outputs (see
     :mod:`irdeploy.export.precision`). Raises ``ValueError`` for bad arguments and
@@ -114,7 +116,11 @@ def to_onnx(
     if precision != "fp32":
         from .precision import to_mixed_precision
 
-        proto, info = to_mixed_precision(proto, precision)
+        keep = None
+        if fp32_nodes:  # on top of the policy's own island at the output
+            output_node = next(n.name for n in proto.graph.node if proto.graph.output[0].name in n.output)
+            keep = [*fp32_nodes, output_node]
+        proto, info = to_mixed_precision(proto, precision, fp32_nodes=keep)
     seconds = time.perf_counter() - start
 
     name = getattr(model, "irdeploy_name", type(model).__name__.lower())

@@ -84,9 +84,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         h, w = args.tlc[-2:]
         to_local(model, train_size=(1, 3, h, w))
     static = args.static if args.static is None or len(args.static) == 3 else (args.batch, *args.static)
+    fp32_nodes = args.fp32_nodes.split(",") if args.fp32_nodes else None
     report = to_onnx(model, args.output, opset=args.opset, static_shape=static, precision=args.precision,
                      attention=args.attention, parity=not args.no_parity, min_psnr=args.min_psnr,
-                     tensorrt=not args.no_tensorrt)
+                     fp32_nodes=fp32_nodes, tensorrt=not args.no_tensorrt)
     _print_report(report)
     return 0
 
@@ -166,7 +167,36 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"{case.name:<28} max abs {case.max_abs:.3g}  mean abs {case.mean_abs:.3g}  "
               f"PSNR {case.psnr:.1f} dB  8-bit pixels changed {case.pixels_changed:.2%}")
     print(result.summary())
+    if not result.passed and args.bisect:
+        if precision == "fp32":
+            print("bisect: the artifact is float32; there is no low-precision node to move")
+        else:
+            print(_bisect(model, precision, args.min_psnr or result.tolerance.min_psnr).summary())
     return 0 if result.passed else 1
+
+
+def _bisect(model, precision: str, min_psnr: float):
+    """Re-export the model in float32 and search the nodes that must stay float32 (CPU, emulated)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import torch
+
+    from irdeploy.export import to_onnx
+    from irdeploy.export.bisect import bisect_precision
+    from irdeploy.export.parity import make_inputs
+
+    m = model.pad_multiple
+    inputs = [x for _, x in make_inputs(3, [(1, 4 * m, 4 * m), (1, 6 * m, 8 * m), (1, 8 * m, 6 * m)])]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fp32.onnx"
+        to_onnx(model, path, tensorrt=False, parity=False)
+        graph = onnx.load(path)
+    with torch.inference_mode():
+        refs = [model(torch.from_numpy(x)) for x in inputs]
+    refs = [(r[0] if isinstance(r, list) else r).numpy() for r in refs]
+    return bisect_precision(graph, inputs, refs, precision=precision, min_psnr=min_psnr)
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -211,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tlc", type=_size, metavar="HxW", help="apply the test-time local converter for this training crop")
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs eager parity gate")
     p.add_argument("--min-psnr", type=float, help="parity floor in dB vs eager fp32 (default: 80 fp32, 40 fp16, 30 bf16)")
+    p.add_argument("--fp32-nodes", help="comma-separated node names to keep float32 (from validate --bisect)")
     p.add_argument("--no-tensorrt", action="store_true", help="skip the TensorRT parser check")
     p.set_defaults(func=_cmd_export)
 
@@ -248,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     artifact.add_argument("--onnx")
     artifact.add_argument("--engine")
     p.add_argument("--min-psnr", type=float, help="PSNR floor in dB (default by precision: 80 / 40 / 30)")
+    p.add_argument("--bisect", action="store_true",
+                   help="on failure, find the nodes to keep float32 (binary search, ONNX Runtime CPU emulation)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("inspect", help="report on any ONNX file (ops, folding, precision, metadata)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections import Counter
@@ -183,9 +184,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_export_and_inspect(tmp_path) -> None:
     out = tmp_path / "m3snet.onnx"
     result = _cli("export", "--model", "m3snet", "--arg", "width=16", "--arg", "enc_blk_nums=[1,1,1,2]",
-                  "--checkpoint", str(FIXTURES / "m3snet_tiny.pth"), "-o", str(out), "--static", "48x64", "--no-tensorrt")
+                  "--checkpoint", str(FIXTURES / "m3snet_tiny.pth"), "-o", str(out), "--static", "48x64")
     assert result.returncode == 0, result.stderr
     assert "parity passed" in result.stdout and "28 LayerNormalization for 28 LayerNorm modules" in result.stdout
+    if importlib.util.find_spec("tensorrt_rtx") or importlib.util.find_spec("tensorrt"):
+        assert "NORMALIZATION 28, attention 0, SHAPE 0, GATHER 0" in result.stdout
+    else:
+        assert "skipped:" in result.stdout
     result = _cli("inspect", str(out), "--no-tensorrt")
     assert result.returncode == 0, result.stderr
     assert "checkpoint_sha256: 49b4f7efd40b1425" in result.stdout and "pad_multiple: 16" in result.stdout
@@ -245,3 +250,38 @@ def test_cli_fp16_audit(tmp_path) -> None:
     assert psnrs == sorted(psnrs) and rows[-1]["family"] == "float32"
     bad = _cli("fp16-audit", "--model", "m3snet", "--arg", "width=8", "--size", "60x64")
     assert bad.returncode == 2 and "not a multiple of 16; use e.g. 64x64" in bad.stderr
+
+
+def test_bisect_finds_nodes_that_restore_the_floor(tiny_onnx) -> None:
+    from irdeploy.export.bisect import bisect_precision
+    from irdeploy.export.parity import make_inputs
+
+    path, model = tiny_onnx("m3snet")
+    inputs = [x for _, x in make_inputs(3, [(1, 64, 64), (1, 64, 96)])]
+    with torch.no_grad():
+        refs = [model(torch.from_numpy(x)).numpy() for x in inputs]
+    proto = onnx.load(path)
+    relaxed = bisect_precision(proto, inputs, refs, precision="bf16", min_psnr=20)
+    assert relaxed.fp32_nodes == () and "already passes" in relaxed.summary()
+    target = relaxed.psnr_default + 6
+    fixed = bisect_precision(proto, inputs, refs, precision="bf16", min_psnr=target)
+    assert fixed.psnr_fixed is not None and fixed.psnr_fixed >= target and fixed.fp32_nodes
+    assert fixed.evaluations <= 3 + 10  # binary search: log2 of a few hundred candidate nodes
+    assert "--fp32-nodes" in fixed.summary()
+    impossible = bisect_precision(proto, inputs, refs, precision="bf16", min_psnr=500)
+    assert impossible.psnr_fixed is None and "out of reach" in impossible.summary()
+
+
+def test_fp32_nodes_from_bisect_apply_in_export(tmp_path, tiny_onnx) -> None:
+    from irdeploy.export.bisect import bisect_precision
+    from irdeploy.export.parity import make_inputs
+
+    path, model = tiny_onnx("m3snet", static=(1, 64, 64))
+    inputs = [x for _, x in make_inputs(3, [(1, 64, 64), (1, 64, 64)])]
+    with torch.no_grad():
+        refs = [model(torch.from_numpy(x)).numpy() for x in inputs]
+    base = bisect_precision(onnx.load(path), inputs, refs, precision="bf16", min_psnr=0).psnr_default
+    fixed = bisect_precision(onnx.load(path), inputs, refs, precision="bf16", min_psnr=base + 6)
+    report = to_onnx(model, tmp_path / "fixed.onnx", static_shape=(1, 64, 64), precision="bf16",
+                     fp32_nodes=fixed.fp32_nodes, min_psnr=base + 3, tensorrt=False)
+    assert report.parity.passed and report.fp32_nodes >= len(fixed.fp32_nodes)
