@@ -41,6 +41,16 @@ from irdeploy.model.layers import LayerNorm2d
 RESULTS = Path(__file__).parent / "results"
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 @contextlib.contextmanager
 def channel_axis_layernorm() -> Iterator[None]:
     """Temporarily write LayerNorm2d as mean/variance over dim 1 (no transposes)."""
@@ -125,7 +135,7 @@ def main() -> int:
     result = {
         "what": "ONNX Runtime CPU latency and graph/TensorRT layer counts per export form",
         "model": args.model, "input": [1, 3, args.size, args.size], "threads": args.threads, "runs": args.runs,
-        "date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+        "date": dt.date.today().isoformat(), "machine": cpu_name(),
         "cpu_count": __import__("os").cpu_count(), "python": sys.version.split()[0],
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "onnx": onnx.__version__},
         "forms": rows,
