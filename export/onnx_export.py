@@ -21,7 +21,6 @@ from torch import nn
 
 from irdeploy.model.stats import model_stats
 
-from . import graph
 from .metadata import ExportMetadata
 from .parity import check_parity, make_inputs
 from .report import ExportReport

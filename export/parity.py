@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -101,16 +102,15 @@ def _finite(value: float) -> float | str:
     return value if math.isfinite(value) else "inf"
 
 
-class EagerRunner(BaseRunner):
-    """A Polygraphy runner around a PyTorch model (float32, eval, ``inference_mode``)."""
+class _ImageRunner(BaseRunner):
+    """A runner with one dynamic NCHW float32 input named ``input``, like every irdeploy graph."""
 
-    def __init__(self, model, channels: int, name: str = "eager-fp32") -> None:
+    def __init__(self, channels: int, name: str) -> None:
         super().__init__(name=name)
-        self.model = model
         self.channels = channels
 
     def activate_impl(self) -> None:
-        self.model.eval()
+        pass
 
     def deactivate_impl(self) -> None:
         pass
@@ -121,24 +121,36 @@ class EagerRunner(BaseRunner):
         return TensorMetadata().add("input", np.float32, (None, self.channels, None, None))
 
     def infer_impl(self, feed_dict):
-        import time
+        start = time.perf_counter()
+        out = self._infer(feed_dict["input"])
+        self.inference_time = time.perf_counter() - start
+        return OrderedDict(output=np.ascontiguousarray(out))
 
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class EagerRunner(_ImageRunner):
+    """The PyTorch model in float32 (eval, ``inference_mode``); it pads internally."""
+
+    def __init__(self, model, channels: int, name: str = "eager-fp32") -> None:
+        super().__init__(channels, name)
+        self.model = model
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        start = time.perf_counter()
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(feed_dict["input"]))
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        self.inference_time = time.perf_counter() - start
-        return OrderedDict(output=np.ascontiguousarray(out.numpy()))
+            out = self.model.eval()(torch.from_numpy(batch))
+        return (out[0] if isinstance(out, (list, tuple)) else out).numpy()
 
 
-class PaddedRunner(BaseRunner):
+class PaddedRunner(_ImageRunner):
     """Run another runner on inputs padded to the graph's multiple; crop its outputs back."""
 
     def __init__(self, inner: BaseRunner, multiple: int, mode: str, channels: int) -> None:
-        super().__init__(name=inner.name)
-        self.inner, self.multiple, self.mode, self.channels = inner, multiple, mode, channels
+        super().__init__(channels, inner.name)
+        self.inner, self.multiple, self.mode = inner, multiple, mode
 
     def activate_impl(self) -> None:
         self.inner.activate()
@@ -146,47 +158,24 @@ class PaddedRunner(BaseRunner):
     def deactivate_impl(self) -> None:
         self.inner.deactivate()
 
-    def get_input_metadata_impl(self):
-        from polygraphy.common import TensorMetadata
-
-        return TensorMetadata().add("input", np.float32, (None, self.channels, None, None))
-
-    def infer_impl(self, feed_dict):
-        x = feed_dict["input"]
-        outputs = self.inner.infer({"input": pad_batch(x, self.multiple, self.mode)}, check_inputs=False)
-        self.inference_time = self.inner.last_inference_time()
-        return OrderedDict((k, crop_batch(v, *x.shape[-2:]).copy()) for k, v in outputs.items())
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        outputs = self.inner.infer({"input": pad_batch(batch, self.multiple, self.mode)}, check_inputs=False)
+        return crop_batch(next(iter(outputs.values())), *batch.shape[-2:])
 
 
-class BackendRunner(BaseRunner):
-    """A Polygraphy runner around any object with ``infer(batch) -> batch`` (irdeploy backends).
+class BackendRunner(_ImageRunner):
+    """Any object with ``infer(batch) -> batch`` (irdeploy backends, e.g. a TensorRT engine).
 
-    Lets :func:`compare` judge a TensorRT engine or any runtime backend with the same
-    comparator; the backend applies its own padding contract.
+    Lets :func:`compare` judge every runtime with the same comparator; the backend applies its
+    own padding contract.
     """
 
     def __init__(self, backend, channels: int, name: str) -> None:
-        super().__init__(name=name)
-        self.backend, self.channels = backend, channels
+        super().__init__(channels, name)
+        self.backend = backend
 
-    def activate_impl(self) -> None:
-        pass
-
-    def deactivate_impl(self) -> None:
-        pass
-
-    def get_input_metadata_impl(self):
-        from polygraphy.common import TensorMetadata
-
-        return TensorMetadata().add("input", np.float32, (None, self.channels, None, None))
-
-    def infer_impl(self, feed_dict):
-        import time
-
-        start = time.perf_counter()
-        out = self.backend.infer(feed_dict["input"])
-        self.inference_time = time.perf_counter() - start
-        return OrderedDict(output=out)
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.backend.infer(batch)
 
 
 def make_inputs(channels: int, sizes: Sequence[tuple[int, int, int]], seed: int = 0) -> list[tuple[str, np.ndarray]]:

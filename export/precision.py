@@ -65,6 +65,9 @@ PRECISIONS: dict[str, int] = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.B
 # the whole point of FP16; LayerNormalization keeps stash_type=1 (float32 statistics) and,
 # between low neighbours, a float32 island would round the same tensors anyway.
 DEFAULT_FP32_OPS: frozenset[str] = frozenset({"ReduceL2", "ReduceMean"})
+# BF16 only: TensorRT-RTX 1.7 has no BF16 deconvolution ("Could not infer output types for
+# operation: deconv"), so MPRNet's bilinear upsamplers (ConvTranspose) stay float32 islands.
+BF16_FP32_OPS: frozenset[str] = frozenset({"ConvTranspose"})
 
 _NUMPY = {TensorProto.FLOAT16: np.float16, TensorProto.BFLOAT16: ml_dtypes.bfloat16}
 _TAG = {_FLOAT: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
@@ -111,7 +114,8 @@ def to_mixed_precision(
     """Return a copy of float32 ``model`` computing in ``precision`` ("fp16" or "bf16").
 
     By default every float node goes low except the float32 policy measured with
-    :mod:`irdeploy.export.audit`: op types in ``fp32_ops`` (default :data:`DEFAULT_FP32_OPS`)
+    :mod:`irdeploy.export.audit`: op types in ``fp32_ops`` (default :data:`DEFAULT_FP32_OPS`, plus
+    :data:`BF16_FP32_OPS` for bf16)
     and nodes named in ``fp32_nodes`` (default: the nodes that write a graph output, i.e. the
     final residual Add, so the output image is never rounded). ``low_ops``/``low_nodes`` invert
     the selection: only nodes of those op types or names go low, everything else stays float32
@@ -122,7 +126,8 @@ def to_mixed_precision(
     model = _prepared(model, low)
     graph = model.graph
     whitelist = low_ops is not None or low_nodes is not None
-    keep_ops = frozenset(fp32_ops if fp32_ops is not None else (() if whitelist else DEFAULT_FP32_OPS))
+    default_ops = DEFAULT_FP32_OPS | (BF16_FP32_OPS if low == TensorProto.BFLOAT16 else frozenset())
+    keep_ops = frozenset(fp32_ops if fp32_ops is not None else (() if whitelist else default_ops))
     keep_names = frozenset(fp32_nodes or ()) - {""}
     keep_output = fp32_nodes is None and not whitelist
     only_ops, only_names = frozenset(low_ops or ()), frozenset(low_nodes or ()) - {""}

@@ -210,6 +210,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """--model / --checkpoint / --arg: how every verb that builds a network names it."""
+    p.add_argument("--model", required=required, help="preset or architecture, e.g. m3snet-32")
+    p.add_argument("--checkpoint", help="weights (upstream, BasicSR, bare or .safetensors); default: random")
+    p.add_argument("--arg", type=_kwarg, action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument (upstream name, JSON value), e.g. --arg width=16; repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="irdeploy", description="Image-restoration networks to ONNX and TensorRT.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,10 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_quickstart)
 
     p = sub.add_parser("export", help="export a model to a checked ONNX graph")
-    p.add_argument("--model", required=True, help="preset or architecture, e.g. m3snet-32")
-    p.add_argument("--checkpoint", help="weights (upstream, BasicSR, bare or .safetensors); default: random")
-    p.add_argument("--arg", type=_kwarg, action="append", default=[], metavar="KEY=VALUE",
-                   help="constructor argument (upstream name, JSON value), e.g. --arg width=16; repeatable")
+    _add_model_args(p)
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     p.add_argument("--attention", choices=("matmul", "onnx23"), default="matmul",
@@ -246,9 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("fp16-audit", help="rank op families by the error low precision adds")
-    p.add_argument("--model", required=True)
-    p.add_argument("--checkpoint")
-    p.add_argument("--arg", type=_kwarg, action="append", default=[], metavar="KEY=VALUE")
+    _add_model_args(p)
     p.add_argument("--precision", choices=("fp16", "bf16"), default="fp16")
     p.add_argument("--size", type=_size, default=(128, 128), metavar="HxW", help="image crop size (default 128x128)")
     p.add_argument("--json", help="also write the rows as JSON")
@@ -272,9 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("validate", help="compare an ONNX graph or engine with the eager model")
-    p.add_argument("--model", required=True)
-    p.add_argument("--checkpoint")
-    p.add_argument("--arg", type=_kwarg, action="append", default=[], metavar="KEY=VALUE")
+    _add_model_args(p)
     artifact = p.add_mutually_exclusive_group(required=True)
     artifact.add_argument("--onnx")
     artifact.add_argument("--engine")

@@ -8,6 +8,7 @@ values whole blocks are identities, so a parity or gradient test on a fresh mode
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -21,6 +22,10 @@ TINY = {
     "mprnet": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
     "mhnet": {"width": 8, "num_cab": 1, "enc_blk_nums": [1, 1, 1, 1]},
 }
+requires_rtx = pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt_rtx") is None,
+    reason="tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13==1.7.1.116)",
+)
 CONSTANT_INIT = ("beta", "gamma", "temperature", "attn1", "attn2", "attn3", "attn4")
 
 

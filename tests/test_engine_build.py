@@ -17,6 +17,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import irdeploy
+from conftest import requires_rtx
+
 from irdeploy.export.precision import to_mixed_precision
 from irdeploy.model.layers import LayerNorm2d
 from irdeploy.runtime.tensorrt import (
@@ -31,10 +33,7 @@ from irdeploy.runtime.tensorrt import (
 )
 from irdeploy.runtime.tensorrt.profiles import graph_input, resolve_profile
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("tensorrt_rtx") is None,
-    reason="tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13==1.7.1.116)",
-)
+pytestmark = requires_rtx
 
 ARCHS = ("m3snet", "mhnet", "mprnet")
 PRECISIONS = ("fp32", "fp16", "bf16")

@@ -18,7 +18,7 @@ from irdeploy.export import ExportError, inspect_onnx, to_onnx
 from irdeploy.export import graph
 from irdeploy.export.metadata import ExportMetadata
 from irdeploy.export.padding import crop_batch, pad_batch
-from irdeploy.model import create, to_local
+from irdeploy.model import to_local
 from irdeploy.model.layers import LayerNorm2d
 
 ARCHS = ("m3snet", "mprnet", "mhnet")

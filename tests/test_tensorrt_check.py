@@ -3,12 +3,13 @@ for opset 23, no shape arithmetic in a static graph, and one readable line for a
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import onnx
 import pytest
 from onnx import TensorProto, helper
+
+from conftest import requires_rtx
 
 from irdeploy.export.tensorrt_check import (
     TensorRTParseError,
@@ -20,10 +21,7 @@ from irdeploy.export.tensorrt_check import (
 from irdeploy.model.attention import ChannelAttention
 from irdeploy.model.layers import LayerNorm2d
 
-needs_rtx = pytest.mark.skipif(
-    importlib.util.find_spec("tensorrt_rtx") is None,
-    reason="tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13==1.7.1.116)",
-)
+needs_rtx = requires_rtx
 
 
 def _count(model, cls) -> int:
