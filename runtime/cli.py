@@ -122,8 +122,16 @@ def _cmd_fp16_audit(args: argparse.Namespace) -> int:
     rows = fp16_audit(graph, inputs, references, precision=args.precision)
     print(format_table(rows, title=f"{args.model}: one op family at a time in {args.precision} "
                                    f"(emulated storage rounding), PSNR vs eager float32 on two photographs {h}x{w}"))
+    eager_rows = []
+    if not args.no_eager:
+        from irdeploy.export.eager_audit import eager_audit, format_eager_table
+
+        eager_rows = eager_audit(model, inputs, args.precision)
+        print()
+        print(format_eager_table(eager_rows, title="cross-check with eager PyTorch CPU kernels: one module family "
+                                                   f"at a time in {args.precision}"))
     if args.json:
-        Path(args.json).write_text(json.dumps([r.to_dict() for r in rows], indent=1))
+        Path(args.json).write_text(json.dumps({"graph": [r.to_dict() for r in rows], "eager": [vars(r) for r in eager_rows]}, indent=1))
     return 0
 
 
@@ -255,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp16", "bf16"), default="fp16")
     p.add_argument("--size", type=_size, default=(128, 128), metavar="HxW", help="image crop size (default 128x128)")
     p.add_argument("--json", help="also write the rows as JSON")
+    p.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch cross-check")
     p.set_defaults(func=_cmd_fp16_audit)
 
     p = sub.add_parser("build", help="build a strongly typed TensorRT engine from an ONNX graph")

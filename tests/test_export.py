@@ -245,9 +245,14 @@ def test_cli_fp16_audit(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     for family in ("conv", "layernorm", "policy", "all", "float32"):
         assert f"\n{family} " in result.stdout
-    rows = __import__("json").loads(out.read_text())
-    psnrs = [r["psnr"] for r in rows]
-    assert psnrs == sorted(psnrs) and rows[-1]["family"] == "float32"
+    assert "cross-check with eager PyTorch" in result.stdout
+    audit = __import__("json").loads(out.read_text())
+    psnrs = [r["psnr"] for r in audit["graph"]]
+    assert psnrs == sorted(psnrs) and audit["graph"][-1]["family"] == "float32"
+    eager = {r["family"]: r for r in audit["eager"]}
+    assert set(eager) == {"conv", "layernorm", "attention", "pooling", "all"}
+    # both audits agree that convolutions cost more than the attention block
+    assert eager["conv"]["psnr"] < eager["attention"]["psnr"]
     bad = _cli("fp16-audit", "--model", "m3snet", "--arg", "width=8", "--size", "60x64")
     assert bad.returncode == 2 and "not a multiple of 16; use e.g. 64x64" in bad.stderr
 
@@ -285,3 +290,25 @@ def test_fp32_nodes_from_bisect_apply_in_export(tmp_path, tiny_onnx) -> None:
     report = to_onnx(model, tmp_path / "fixed.onnx", static_shape=(1, 64, 64), precision="bf16",
                      fp32_nodes=fixed.fp32_nodes, min_psnr=base + 3, tensorrt=False)
     assert report.parity.passed and report.fp32_nodes >= len(fixed.fp32_nodes)
+
+
+@pytest.mark.skipif(not (importlib.util.find_spec("tensorrt_rtx") or importlib.util.find_spec("tensorrt")),
+                    reason="no TensorRT or TensorRT-RTX installed to parse the graph")
+def test_graph_the_tensorrt_parser_rejects_is_not_written(tmp_path, monkeypatch) -> None:
+    """An op TensorRT has no importer for (ONNX Unique) makes the export fail in one line."""
+    from irdeploy.export import onnx_export
+
+    real = onnx_export.trace_to_onnx
+
+    def with_unique(*args, **kwargs):
+        proto, before = real(*args, **kwargs)
+        out = proto.graph.output[0].name
+        proto.graph.node.append(onnx.helper.make_node("Unique", [out], ["uniq_values"], name="uniq"))
+        proto.graph.output.append(onnx.helper.make_tensor_value_info("uniq_values", onnx.TensorProto.FLOAT, None))
+        return proto, before
+
+    monkeypatch.setattr(onnx_export, "trace_to_onnx", with_unique)
+    with pytest.raises(ExportError) as err:
+        to_onnx(tiny_model("m3snet"), tmp_path / "m.onnx", static_shape=(1, 32, 32), parity=False)
+    assert "\n" not in str(err.value) and "'uniq' (Unique)" in str(err.value)
+    assert not list(tmp_path.iterdir())

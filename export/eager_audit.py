@@ -1,0 +1,99 @@
+"""The fp16 audit's cross-check in eager PyTorch: one *module* family at a time in low precision.
+
+The graph audit (:mod:`irdeploy.export.audit`) rounds the tensors an ONNX graph stores; this
+runs the real low-precision arithmetic of PyTorch's CPU kernels instead (accumulation included)
+on the modules of one family, with float32 everywhere else: the family's weights are cast,
+its inputs are cast on the way in and its outputs back to float32 on the way out. Where the two
+audits rank the families alike, the policy does not hinge on how either one measures.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from irdeploy.model.attention import ChannelAttention
+from irdeploy.model.layers import LayerNorm2d
+from irdeploy.model.tlc import LocalAvgPool2d
+
+from .images import psnr
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# Outermost modules of each family; a family's modules run whole (an attention block's own
+# convolutions run low with it).
+MODULE_FAMILIES: dict[str, Callable[[nn.Module], bool]] = {
+    "conv": lambda m: isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)),
+    "layernorm": lambda m: isinstance(m, LayerNorm2d),
+    "attention": lambda m: isinstance(m, ChannelAttention),
+    "pooling": lambda m: isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d, LocalAvgPool2d)),
+}
+
+
+@dataclass(frozen=True)
+class EagerAuditRow:
+    family: str
+    modules: int
+    psnr: float
+    max_abs: float
+
+
+def _outermost(model: nn.Module, member: Callable[[nn.Module], bool]) -> list[nn.Module]:
+    chosen: list[nn.Module] = []
+    inside: set[int] = set()
+    for module in model.modules():
+        if id(module) in inside:
+            continue
+        if member(module):
+            chosen.append(module)
+            inside.update(id(m) for m in module.modules())
+    return chosen
+
+
+def _run(model: nn.Module, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    outs = []
+    with torch.inference_mode():
+        for x in inputs:
+            out = model(torch.from_numpy(x))
+            outs.append((out[0] if isinstance(out, (list, tuple)) else out).float().numpy())
+    return outs
+
+
+def eager_audit(model: nn.Module, inputs: Sequence[np.ndarray], precision: str = "fp16") -> list[EagerAuditRow]:
+    """PSNR and worst pixel vs float32 with each module family (and all of them) in ``precision``."""
+    if precision not in DTYPES:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(DTYPES)}")
+    dtype = DTYPES[precision]
+    model = model.float().eval()
+    references = _run(model, inputs)
+    families = {**MODULE_FAMILIES, "all": lambda m: any(f(m) for f in MODULE_FAMILIES.values())}
+    rows = []
+    for family, member in families.items():
+        low = copy.deepcopy(model)
+        modules = _outermost(low, member)
+        if not modules:
+            continue
+        for module in modules:
+            module.to(dtype)
+            module.register_forward_pre_hook(
+                lambda m, args: tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+            )
+            module.register_forward_hook(lambda m, args, out: out.float())
+        outs = _run(low, inputs)
+        rows.append(EagerAuditRow(
+            family, len(modules),
+            min(psnr(o, r) for o, r in zip(outs, references)),
+            max(float(np.abs(o - r).max()) for o, r in zip(outs, references)),
+        ))
+    return sorted(rows, key=lambda r: r.psnr)
+
+
+def format_eager_table(rows: Sequence[EagerAuditRow], title: str = "") -> str:
+    lines = [title] if title else []
+    lines.append(f"{'family':<14} {'modules':>7} {'PSNR dB':>8} {'max abs':>9}")
+    lines += [f"{r.family:<14} {r.modules:>7} {r.psnr:>8.2f} {r.max_abs:>9.3g}" for r in rows]
+    return "\n".join(lines)
