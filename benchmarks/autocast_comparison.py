@@ -19,8 +19,15 @@ the same way for both converters. ORT CPU latency (1 thread) is an aside.
 
     /work/venv/bin/python benchmarks/autocast_comparison.py \\
         --modelopt-python /tmp/venv-modelopt/bin/python --size 256
+    /work/venv/bin/python benchmarks/autocast_comparison.py \\
+        --modelopt-python /tmp/venv-modelopt/bin/python --size 128 --models mhnet --resume
 
-writes ``benchmarks/results/autocast_comparison.json`` and ``.md``.
+writes ``benchmarks/results/autocast_comparison.json`` and ``.md`` (``--resume`` adds rows to
+them; ``--render-only`` rewrites the .md from the .json). A conversion past ``--max-rss-gb``
+(default 9) is killed and recorded as such: AutoCast's reference run holds every intermediate
+tensor, and MHNet at 256x256 passes 9 GB. The ModelOpt venv needs ``torch==2.13.0``,
+``nvidia-modelopt[onnx]`` and irdeploy (``pip install -e . --no-deps`` plus its dependencies
+other than onnx/onnxruntime).
 """
 
 from __future__ import annotations
@@ -354,7 +361,7 @@ def main_run(args: argparse.Namespace) -> None:
         refs = eager_outputs(model, evals)
         if not src.is_file():
             start = time.perf_counter()
-            report = to_onnx(model, src, static_shape=(1, size, size), tensorrt=False, parity=False)
+            to_onnx(model, src, static_shape=(1, size, size), tensorrt=False, parity=False)
             entry["export_s"] = round(time.perf_counter() - start, 1)
         entry["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
         del model
@@ -487,14 +494,16 @@ def markdown(results: dict) -> str:
             conv = row.get("conversion", {})
             if "error" in conv:
                 why = conv["error"].splitlines()[0][:140]
-                lines.append(f"| {name} | {key} | failed: {why} |" + " |" * 7
+                lines.append(f"| {name} | {key} | failed: {why} |" + " |" * 6
                              + f" {_fmt(conv.get('wall_s'), '.0f', '-')} | "
                              + f"> {1024 * conv.get('rss_peak_seen_gb', 0):.0f} seen | - |")
                 continue
             g = row["graph"]
             em, rt = row.get("emulated", {}), row.get("ort_cpu", {})
             em_p = _fmt(em.get("worst_psnr_db"), ".1f", "n/a" if key != "fp32 onnx" else "-")
-            rt_p = _fmt(rt.get("worst_psnr_db"), ".1f", "n/a (" + rt.get("error", "")[:60] + ")")
+            rt_err = rt.get("error", "")
+            rt_p = _fmt(rt.get("worst_psnr_db"), ".1f",
+                        "n/a: no CPU kernel" if "NOT_IMPLEMENTED" in rt_err else f"n/a: {rt_err[:60]}")
             lines.append(
                 f"| {name} | {key} | {g['fp32_compute_nodes']}/{g['compute_nodes']} ({100 * g['fp32_share']:.1f}%) | "
                 f"{g['fp32_conv_matmul']}/{g['conv_matmul_nodes']} | {g['casts']} | {em_p} | "
@@ -538,12 +547,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-modelopt", action="store_true", help="only our pass (no ModelOpt env needed)")
     parser.add_argument("--note", action="append", default=[], help="a line for the results' notes")
     parser.add_argument("--out", default=str(RESULTS), help="folder for the .json and .md results")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json in --out")
     parser.add_argument("--resume", action="store_true", help="keep rows of an earlier run's JSON; skip done ones")
     args = parser.parse_args(argv)
     if args.cmd == "_convert":
         child_convert(args)
     elif args.cmd == "_versions":
         child_versions(args)
+    elif args.render_only:
+        out_dir = Path(args.out)
+        (out_dir / "autocast_comparison.md").write_text(markdown(json.loads((out_dir / "autocast_comparison.json").read_text())))
     else:
         main_run(args)
 
