@@ -207,6 +207,32 @@ def _bisect(model, precision: str, min_psnr: float):
     return bisect_precision(graph, inputs, refs, precision=precision, min_psnr=min_psnr)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from irdeploy.model import load_model
+
+    from .bench import BenchConfig, bench_model, parse_shape
+
+    model = load_model(args.model, args.checkpoint, **dict(args.arg))
+    shapes = [parse_shape(s) for s in args.shapes.split(",")]
+    if args.batch:  # --batch 1,4 replaces N of every shape
+        shapes = [(int(n), c, h, w) for n in args.batch.split(",") for (_, c, h, w) in shapes]
+    config = BenchConfig(iterations=args.iterations, warmup_iters=args.warmup, warmup_seconds=args.warmup_seconds)
+    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    with tempfile.TemporaryDirectory(prefix="irdeploy-bench-") as tmp:
+        result = bench_model(model, model_name=args.model, workdir=args.workdir or tmp,
+                             backends=args.backends.split(","), precisions=args.precisions.split(","),
+                             shapes=shapes, threads=args.threads, config=config, progress=progress)
+    if args.checkpoint is None:
+        result.notes.append(f"{args.model}: random weights (no --checkpoint)")
+    print(result.to_markdown(f"irdeploy bench: {args.model}"))
+    if args.out:
+        for path in result.write(args.out):
+            print(f"wrote {path}")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from irdeploy.export import inspect_onnx
 
@@ -292,6 +318,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bisect", action="store_true",
                    help="on failure, find the nodes to keep float32 (binary search, ONNX Runtime CPU emulation)")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("bench", help="latency, throughput and parity across backends and precisions")
+    _add_model_args(p)
+    p.add_argument("--backends", default="torch,ort", help="comma-separated: torch,torch-compile,ort,trt (default: %(default)s)")
+    p.add_argument("--precisions", default="fp32", help="comma-separated: fp32,fp16,bf16 (default: %(default)s)")
+    p.add_argument("--shapes", default="1x3x256x256", help="comma-separated NxCxHxW (default: %(default)s)")
+    p.add_argument("--batch", help="comma-separated batch sizes replacing N of every shape, e.g. 1,4")
+    p.add_argument("--iterations", type=int, default=20, help="timed runs per candidate (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=2, help="minimum warm-up runs per candidate (default: %(default)s)")
+    p.add_argument("--warmup-seconds", type=float, default=0.2, help="minimum warm-up time per candidate (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime alike")
+    p.add_argument("--out", help="folder for results.json, results.csv, results.md")
+    p.add_argument("--workdir", help="keep the exported ONNX graphs and engines here (default: a temporary folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("inspect", help="report on any ONNX file (ops, folding, precision, metadata)")
     p.add_argument("onnx")
