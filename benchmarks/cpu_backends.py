@@ -28,24 +28,10 @@ from pathlib import Path
 import torch
 
 from irdeploy.model import create
+from irdeploy.model.init import randomize_constants
 from irdeploy.runtime.bench import BenchConfig, BenchResult, bench_model, machine_info
 
 RESULTS = Path(__file__).parent / "results"
-CONSTANT_INIT = ("beta", "gamma", "temperature", "attn1", "attn2", "attn3", "attn4")
-
-
-def randomize_constants(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random values for every constant-initialised parameter (same rule as tests/conftest.py)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            is_norm = ".norm" in f".{name}" and leaf in ("weight", "bias")
-            if leaf in CONSTANT_INIT or is_norm:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.5 + (1.0 if leaf == "weight" else 0.0))
-    return model
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="m3snet-32,mhnet,mprnet-derain")

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,19 +35,11 @@ from irdeploy.export import to_onnx
 from irdeploy.export import graph
 from irdeploy.export.padding import pad_batch
 from irdeploy.model import create
+from irdeploy.model.init import randomize_constants
 from irdeploy.model.layers import LayerNorm2d
+from irdeploy.runtime.bench import cpu_name
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @contextlib.contextmanager
@@ -90,11 +81,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    model = create(args.model).eval()
-    with torch.no_grad():  # upstream zero/one initialisations make whole blocks identities
-        for name, p in model.named_parameters():
-            if name.endswith(("beta", "gamma", "temperature")):
-                p.normal_(0.0, 0.3)
+    model = randomize_constants(create(args.model)).eval()
     forms = {
         "ln-transpose + matmul": (contextlib.nullcontext, "matmul"),
         "ln-transpose + onnx23": (contextlib.nullcontext, "onnx23"),

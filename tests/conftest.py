@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from irdeploy.model.init import randomize_constants
+
 FIXTURES = Path(__file__).parent / "fixtures" / "upstream"
 # Small configurations of every architecture: seconds on CPU, same code paths as the presets.
 TINY = {
@@ -26,7 +28,6 @@ requires_rtx = pytest.mark.skipif(
     importlib.util.find_spec("tensorrt_rtx") is None,
     reason="tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13==1.7.1.116)",
 )
-CONSTANT_INIT = ("beta", "gamma", "temperature", "attn1", "attn2", "attn3", "attn4")
 
 
 def load_index() -> dict:
@@ -35,18 +36,6 @@ def load_index() -> dict:
 
 def load_manifests() -> dict:
     return json.loads((FIXTURES / "state_dict_manifests.json").read_text())
-
-
-def randomize_constants(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every constant-initialised parameter a random value (in place)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            is_norm = ".norm" in f".{name}" and leaf in ("weight", "bias")
-            if leaf in CONSTANT_INIT or is_norm:
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.5 + (1.0 if leaf == "weight" else 0.0))
-    return model
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,27 @@
+"""Random values for the parameters upstream initialises to constants.
+
+NAFBlock's ``beta``/``gamma`` start at zero (each block is the identity), LayerNorm affines at
+one/zero, attention temperatures at one and MHNet's mixing weights at 0.2. A parity test or a
+benchmark on such a model exercises a fraction of the network, so tests and benchmarks
+randomise them first.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CONSTANT_INIT = ("beta", "gamma", "temperature", "attn1", "attn2", "attn3", "attn4")
+
+
+def randomize_constants(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every constant-initialised parameter a random value (in place); returns ``model``."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            is_norm = ".norm" in f".{name}" and leaf in ("weight", "bias")
+            if leaf in CONSTANT_INIT or is_norm:
+                noise = torch.randn(param.shape, generator=gen) * 0.5
+                param.copy_(noise.to(param) + (1.0 if leaf == "weight" else 0.0))
+    return model
