@@ -23,7 +23,7 @@ from conftest import TINY
 from onnx import TensorProto, helper, numpy_helper
 
 from irdeploy.export.images import psnr, read_image, sample_path
-from irdeploy.export.precision import DEFAULT_FP32_OPS, emulate_low_precision, to_mixed_precision
+from irdeploy.export.precision import BF16_FP32_OPS, DEFAULT_FP32_OPS, emulate_low_precision, to_mixed_precision
 
 LOW = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 FLOOR = {"fp16": 55.0, "bf16": 36.0}
@@ -83,15 +83,16 @@ def test_valid_graph_with_islands_where_the_policy_says(mixed, arch: str, precis
     low = LOW[precision]
     assert [types[v.name] for v in [*graph.graph.input, *graph.graph.output]] == [TensorProto.FLOAT] * 2
     outputs = {v.name for v in graph.graph.output}
+    policy = DEFAULT_FP32_OPS | (BF16_FP32_OPS if precision == "bf16" else frozenset())
     for node in graph.graph.node:
         out = types[node.output[0]]
-        if outputs.intersection(node.output) or node.op_type in DEFAULT_FP32_OPS:
+        if outputs.intersection(node.output) or node.op_type in policy:
             assert out == TensorProto.FLOAT, node.name
         elif out != TensorProto.INT64 and node.op_type in ("Conv", "LayerNormalization", "MatMul", "Softmax", "Mul"):
             assert out == low, node.name
         if node.op_type == "Resize":
             assert types[node.input[2]] == TensorProto.FLOAT  # scales are coordinates
-    expect_fp32 = sum(n.op_type in DEFAULT_FP32_OPS for n in graph.graph.node) + 1  # + the output Add
+    expect_fp32 = sum(n.op_type in policy for n in graph.graph.node) + 1  # + the output Add
     if arch == "mhnet" and precision == "bf16":
         expect_fp32 += 1  # TopK takes bfloat16 only from opset 24
     assert info.fp32_nodes == expect_fp32
