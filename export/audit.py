@@ -148,6 +148,39 @@ def fp16_audit(
     return sorted(rows, key=lambda r: (r.psnr, -r.max_abs))
 
 
+def audit_model(model, size: tuple[int, int] = (128, 128), precision: str = "fp16", *, eager: bool = True):
+    """``irdeploy fp16-audit``: export ``model`` in float32 at ``size``, audit the graph on the two
+    shipped photographs against the eager model, and (``eager``) cross-check per module family.
+
+    Returns ``(graph_rows, eager_rows)``; ``size`` must be a multiple of ``model.pad_multiple``
+    (the graph is static and runs the crops as they are).
+    """
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from .eager_audit import eager_audit
+    from .onnx_export import to_onnx
+    from .parity import make_inputs
+
+    h, w = size
+    multiple = model.pad_multiple
+    if h % multiple or w % multiple:
+        ah, aw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        raise ValueError(f"size {h}x{w} is not a multiple of {multiple}; use e.g. {ah}x{aw}")
+    inputs = [x for _, x in make_inputs(3, [(1, h, w)] * 3)[1:]]  # the two photographs
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "audit.onnx"
+        to_onnx(model, path, static_shape=(h, w), tensorrt=False)
+        graph = onnx.load(path)
+    with torch.inference_mode():
+        outs = [model(torch.from_numpy(x)) for x in inputs]
+    references = [(o[0] if isinstance(o, list) else o).numpy() for o in outs]
+    rows = fp16_audit(graph, inputs, references, precision=precision)
+    return rows, (eager_audit(model, inputs, precision) if eager else [])
+
+
 def format_table(rows: Sequence[AuditRow], title: str = "") -> str:
     """The audit as a plain-text table, one family per line, worst first."""
     lines = [title] if title else []

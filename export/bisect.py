@@ -51,6 +51,31 @@ def _score(model_fp32: onnx.ModelProto, precision: str, keep: Sequence[str], inp
     return min(psnr(session.run(None, {name: x})[0], ref) for x, ref in zip(inputs, references))
 
 
+def bisect_model(model, *, precision: str, min_psnr: float) -> BisectResult:
+    """``irdeploy validate --bisect``: export ``model`` in float32 and search on photo crops.
+
+    The crops are multiples of the padding multiple so the graph runs them without padding.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from .onnx_export import to_onnx
+    from .parity import make_inputs
+
+    m = model.pad_multiple
+    inputs = [x for _, x in make_inputs(3, [(1, 4 * m, 4 * m), (1, 6 * m, 8 * m), (1, 8 * m, 6 * m)])]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fp32.onnx"
+        to_onnx(model, path, tensorrt=False, parity=False)
+        graph = onnx.load(path)
+    with torch.inference_mode():
+        outs = [model(torch.from_numpy(x)) for x in inputs]
+    references = [(o[0] if isinstance(o, list) else o).numpy() for o in outs]
+    return bisect_precision(graph, inputs, references, precision=precision, min_psnr=min_psnr)
+
+
 def bisect_precision(
     model_fp32: onnx.ModelProto,
     inputs: Sequence[np.ndarray],

@@ -94,39 +94,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_fp16_audit(args: argparse.Namespace) -> int:
     import json
-    import tempfile
     from pathlib import Path
 
-    import onnx
-    import torch
-
-    from irdeploy.export import to_onnx
-    from irdeploy.export.audit import fp16_audit, format_table
-    from irdeploy.export.parity import make_inputs
+    from irdeploy.export.audit import audit_model, format_table
+    from irdeploy.export.eager_audit import format_eager_table
     from irdeploy.model import load_model
 
     model = load_model(args.model, args.checkpoint, **dict(args.arg))
     h, w = args.size[-2:]
-    multiple = model.pad_multiple
-    if h % multiple or w % multiple:
-        ah, aw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        raise ValueError(f"--size {h}x{w} is not a multiple of {multiple}; use e.g. {ah}x{aw}")
-    inputs = [x for _, x in make_inputs(3, [(1, h, w), (1, h, w), (1, h, w)])[1:]]  # the two photographs
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "audit.onnx"
-        to_onnx(model, path, static_shape=(h, w), tensorrt=False)
-        graph = onnx.load(path)
-    with torch.inference_mode():
-        references = [model(torch.from_numpy(x)) for x in inputs]
-    references = [(r[0] if isinstance(r, list) else r).numpy() for r in references]
-    rows = fp16_audit(graph, inputs, references, precision=args.precision)
+    rows, eager_rows = audit_model(model, (h, w), args.precision, eager=not args.no_eager)
     print(format_table(rows, title=f"{args.model}: one op family at a time in {args.precision} "
                                    f"(emulated storage rounding), PSNR vs eager float32 on two photographs {h}x{w}"))
-    eager_rows = []
-    if not args.no_eager:
-        from irdeploy.export.eager_audit import eager_audit, format_eager_table
-
-        eager_rows = eager_audit(model, inputs, args.precision)
+    if eager_rows:
         print()
         print(format_eager_table(eager_rows, title="cross-check with eager PyTorch CPU kernels: one module family "
                                                    f"at a time in {args.precision}"))
@@ -179,32 +158,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         if precision == "fp32":
             print("bisect: the artifact is float32; there is no low-precision node to move")
         else:
-            print(_bisect(model, precision, args.min_psnr or result.tolerance.min_psnr).summary())
+            from irdeploy.export.bisect import bisect_model
+
+            print(bisect_model(model, precision=precision, min_psnr=args.min_psnr or result.tolerance.min_psnr).summary())
     return 0 if result.passed else 1
-
-
-def _bisect(model, precision: str, min_psnr: float):
-    """Re-export the model in float32 and search the nodes that must stay float32 (CPU, emulated)."""
-    import tempfile
-    from pathlib import Path
-
-    import onnx
-    import torch
-
-    from irdeploy.export import to_onnx
-    from irdeploy.export.bisect import bisect_precision
-    from irdeploy.export.parity import make_inputs
-
-    m = model.pad_multiple
-    inputs = [x for _, x in make_inputs(3, [(1, 4 * m, 4 * m), (1, 6 * m, 8 * m), (1, 8 * m, 6 * m)])]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "fp32.onnx"
-        to_onnx(model, path, tensorrt=False, parity=False)
-        graph = onnx.load(path)
-    with torch.inference_mode():
-        refs = [model(torch.from_numpy(x)) for x in inputs]
-    refs = [(r[0] if isinstance(r, list) else r).numpy() for r in refs]
-    return bisect_precision(graph, inputs, refs, precision=precision, min_psnr=min_psnr)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

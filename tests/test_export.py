@@ -312,3 +312,14 @@ def test_graph_the_tensorrt_parser_rejects_is_not_written(tmp_path, monkeypatch)
         to_onnx(tiny_model("m3snet"), tmp_path / "m.onnx", static_shape=(1, 32, 32), parity=False)
     assert "\n" not in str(err.value) and "'uniq' (Unique)" in str(err.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_validate_bisect(tmp_path) -> None:
+    out = tmp_path / "m.fp16.onnx"
+    args = ("--model", "m3snet", "--arg", "width=16", "--arg", "enc_blk_nums=[1,1,1,2]",
+            "--checkpoint", str(FIXTURES / "m3snet_tiny.pth"))
+    result = _cli("export", *args, "-o", str(out), "--precision", "fp16", "--min-psnr", "30", "--no-tensorrt")
+    assert result.returncode == 0, result.stderr
+    result = _cli("validate", *args, "--onnx", str(out), "--min-psnr", "50", "--bisect")
+    assert result.returncode == 1 and "parity FAILED (fp16" in result.stdout
+    assert "more node(s) float32" in result.stdout and "--fp32-nodes node_" in result.stdout
