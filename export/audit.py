@@ -160,6 +160,8 @@ def audit_model(model, size: tuple[int, int] = (128, 128), precision: str = "fp1
 
     import torch
 
+    from irdeploy.model import final_image
+
     from .eager_audit import eager_audit
     from .onnx_export import to_onnx
     from .parity import make_inputs
@@ -176,7 +178,7 @@ def audit_model(model, size: tuple[int, int] = (128, 128), precision: str = "fp1
         graph = onnx.load(path)
     with torch.inference_mode():
         outs = [model(torch.from_numpy(x)) for x in inputs]
-    references = [(o[0] if isinstance(o, list) else o).numpy() for o in outs]
+    references = [final_image(o).numpy() for o in outs]
     rows = fp16_audit(graph, inputs, references, precision=precision)
     return rows, (eager_audit(model, inputs, precision) if eager else [])
 

@@ -61,6 +61,8 @@ def bisect_model(model, *, precision: str, min_psnr: float) -> BisectResult:
 
     import torch
 
+    from irdeploy.model import final_image
+
     from .onnx_export import to_onnx
     from .parity import make_inputs
 
@@ -72,7 +74,7 @@ def bisect_model(model, *, precision: str, min_psnr: float) -> BisectResult:
         graph = onnx.load(path)
     with torch.inference_mode():
         outs = [model(torch.from_numpy(x)) for x in inputs]
-    references = [(o[0] if isinstance(o, list) else o).numpy() for o in outs]
+    references = [final_image(o).numpy() for o in outs]
     return bisect_precision(graph, inputs, references, precision=precision, min_psnr=min_psnr)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from irdeploy.model import final_image
 from irdeploy.model.attention import ChannelAttention
 from irdeploy.model.layers import LayerNorm2d
 from irdeploy.model.tlc import LocalAvgPool2d
@@ -58,8 +59,7 @@ def _run(model: nn.Module, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     outs = []
     with torch.inference_mode():
         for x in inputs:
-            out = model(torch.from_numpy(x))
-            outs.append((out[0] if isinstance(out, (list, tuple)) else out).float().numpy())
+            outs.append(final_image(model(torch.from_numpy(x))).float().numpy())
     return outs
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from irdeploy.model.stats import model_stats
 
 from .metadata import ExportMetadata
-from .parity import check_parity, make_inputs
+from .parity import check_parity, make_inputs, parity_sizes
 from .report import ExportReport
 from .tracing import InputSpec, trace_to_onnx
 
@@ -64,16 +64,6 @@ def _input_spec(model: nn.Module, dynamic: bool, static_shape: Sequence[int] | N
         notes.append(f"static size {h}x{w} rounded up to {ah}x{aw} (multiple of {multiple}); the runtime pads inputs")
         warnings.warn(notes[-1], stacklevel=3)
     return InputSpec(channels, n, ah, aw, multiple), notes
-
-
-def _parity_sizes(spec: InputSpec) -> list[tuple[int, int, int]]:
-    """Random + two photo crops; one size deliberately off the padding multiple."""
-    m = spec.multiple
-    if spec.height is not None:
-        n = spec.batch or 1
-        off = (n, spec.height - max(1, m // 2) if spec.height > m else spec.height, spec.width)
-        return [(n, spec.height, spec.width), off, (n, spec.height, spec.width)]
-    return [(2, 4 * m, 3 * m), (1, 4 * m + 3, 6 * m - 5), (1, 6 * m, 8 * m)]
 
 
 def to_onnx(
@@ -158,7 +148,7 @@ def to_onnx(
             graph_under_test = emulate_low_precision(proto).SerializeToString()
             report.notes.append(f"{precision} parity measured on the graph's storage-rounding emulation (ONNX Runtime CPU)")
         report.parity = check_parity(
-            graph_under_test, model, make_inputs(channels, _parity_sizes(spec)), precision=precision, min_psnr=min_psnr,
+            graph_under_test, model, make_inputs(channels, parity_sizes(spec.multiple, spec.batch, spec.height, spec.width)), precision=precision, min_psnr=min_psnr,
             pad_multiple=spec.multiple, pad_mode=meta.pad_mode, channels=channels,
         )
         if not report.parity.passed:

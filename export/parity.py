@@ -140,9 +140,10 @@ class EagerRunner(_ImageRunner):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
+        from irdeploy.model import final_image
+
         with torch.inference_mode():
-            out = self.model.eval()(torch.from_numpy(batch))
-        return (out[0] if isinstance(out, (list, tuple)) else out).numpy()
+            return final_image(self.model.eval()(torch.from_numpy(batch))).numpy()
 
 
 class PaddedRunner(_ImageRunner):
@@ -176,6 +177,20 @@ class BackendRunner(_ImageRunner):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.backend.infer(batch)
+
+
+def parity_sizes(multiple: int, batch: int | None = None, height: int | None = None,
+                 width: int | None = None) -> list[tuple[int, int, int]]:
+    """``(N, H, W)`` for a random batch and two photo crops; one size deliberately off ``multiple``.
+
+    A static graph (``height``/``width`` given) is checked at its own size and just under it.
+    """
+    m = multiple
+    if height is not None and width is not None:
+        n = batch or 1
+        off = (n, height - max(1, m // 2) if height > m else height, width)
+        return [(n, height, width), off, (n, height, width)]
+    return [(2, 4 * m, 3 * m), (1, 4 * m + 3, 6 * m - 5), (1, 6 * m, 8 * m)]
 
 
 def make_inputs(channels: int, sizes: Sequence[tuple[int, int, int]], seed: int = 0) -> list[tuple[str, np.ndarray]]:

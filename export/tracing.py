@@ -29,6 +29,7 @@ import onnx
 import torch
 from torch import nn
 
+from irdeploy.model import final_image
 from irdeploy.model.attention import ChannelAttention, TopKChannelAttention
 
 ATTENTION_CORES = {"matmul": "matmul", "onnx23": "sdpa"}
@@ -54,8 +55,7 @@ class _FinalImage(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out[0] if isinstance(out, (list, tuple)) else out
+        return final_image(self.model(x))
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ Public API: :func:`create`, :func:`available`, :func:`load_checkpoint`, :func:`t
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, load_model, read_state_dict, save_checkpoint
-from .registry import PRESETS, architectures, available, create, resolve
+from .registry import PRESETS, architectures, available, create, final_image, resolve
 from .tlc import to_local
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "architectures",
     "available",
     "create",
+    "final_image",
     "load_checkpoint",
     "load_model",
     "read_state_dict",

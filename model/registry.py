@@ -49,6 +49,12 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def final_image(output: Any) -> Any:
+    """The restored image of a forward pass: MPRNet returns ``[stage3, stage2, stage1]``, the
+    other networks one tensor."""
+    return output[0] if isinstance(output, (list, tuple)) else output
+
+
 def available() -> list[str]:
     """Names of the published presets, in a stable order."""
     return list(PRESETS)

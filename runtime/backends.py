@@ -54,24 +54,25 @@ class TorchBackend(Backend):
     def __init__(self, model: Any, *, device: str = "cpu", compile: bool = False) -> None:
         import torch
 
+        from irdeploy.model import final_image
+
         self.torch = torch
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.runner = torch.compile(self.model) if compile else self.model
         self.name = "torch-compile" if compile else "torch"
+        self.final_image = final_image
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
             out = self.runner(torch.from_numpy(batch).to(self.device))
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        return out.float().cpu().numpy()
+        return self.final_image(out).float().cpu().numpy()
 
     def infer_tensor(self, batch: Any) -> Any:
         """Device-resident variant: a torch tensor in, a torch tensor out, no host copies."""
         with self.torch.inference_mode():
-            out = self.runner(batch)
-        return out[0] if isinstance(out, (list, tuple)) else out
+            return self.final_image(self.runner(batch))
 
 
 def default_providers() -> list[str]:

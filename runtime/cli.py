@@ -127,7 +127,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from irdeploy.export.parity import BackendRunner, compare, make_inputs
+    from irdeploy.export.parity import BackendRunner, compare, make_inputs, parity_sizes
     from irdeploy.model import load_model
 
     from .backends import OnnxRuntimeBackend, TensorRTBackend
@@ -145,10 +145,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         precision = meta.precision if meta else "fp32"
         backend = OnnxRuntimeBackend(args.onnx)
     precision = {"best": "fp16", "tf32": "fp32"}.get(precision, precision)  # their parity floors
-    m = model.pad_multiple
-    sizes = [(2, 4 * m, 3 * m), (1, 4 * m + 3, 6 * m - 5), (1, 6 * m, 8 * m)]
     with backend:
-        result = compare(model, BackendRunner(backend, 3, backend.name), make_inputs(3, sizes),
+        result = compare(model, BackendRunner(backend, 3, backend.name), make_inputs(3, parity_sizes(model.pad_multiple)),
                          precision=precision, min_psnr=args.min_psnr)
     for case in result.cases:
         print(f"{case.name:<28} max abs {case.max_abs:.3g}  mean abs {case.mean_abs:.3g}  "
