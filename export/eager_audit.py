@@ -1,7 +1,8 @@
 """The fp16 audit's cross-check in eager PyTorch: one *module* family at a time in low precision.
 
 The graph audit (:mod:`irdeploy.export.audit`) rounds the tensors an ONNX graph stores; this
-runs the real low-precision arithmetic of PyTorch's CPU kernels instead (accumulation included)
+runs the real low-precision arithmetic of PyTorch's kernels instead (CPU, or CUDA with
+``device="cuda"``; accumulation included)
 on the modules of one family, with float32 everywhere else: the family's weights are cast,
 its inputs are cast on the way in and its outputs back to float32 on the way out. Where the two
 audits rank the families alike, the policy does not hinge on how either one measures.
@@ -55,21 +56,25 @@ def _outermost(model: nn.Module, member: Callable[[nn.Module], bool]) -> list[nn
     return chosen
 
 
-def _run(model: nn.Module, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _run(model: nn.Module, inputs: Sequence[np.ndarray], device: torch.device) -> list[np.ndarray]:
     outs = []
     with torch.inference_mode():
         for x in inputs:
-            outs.append(final_image(model(torch.from_numpy(x))).float().numpy())
+            outs.append(final_image(model(torch.from_numpy(x).to(device))).float().cpu().numpy())
     return outs
 
 
-def eager_audit(model: nn.Module, inputs: Sequence[np.ndarray], precision: str = "fp16") -> list[EagerAuditRow]:
-    """PSNR and worst pixel vs float32 with each module family (and all of them) in ``precision``."""
+def eager_audit(model: nn.Module, inputs: Sequence[np.ndarray], precision: str = "fp16",
+                device: str = "cpu") -> list[EagerAuditRow]:
+    """PSNR and worst pixel vs float32 with each module family (and all of them) in ``precision``.
+
+    The float32 reference runs on the same ``device``, so the rows measure precision alone."""
     if precision not in DTYPES:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(DTYPES)}")
     dtype = DTYPES[precision]
-    model = model.float().eval()
-    references = _run(model, inputs)
+    dev = torch.device(device)
+    model = model.float().eval().to(dev)
+    references = _run(model, inputs, dev)
     families = {**MODULE_FAMILIES, "all": lambda m: any(f(m) for f in MODULE_FAMILIES.values())}
     rows = []
     for family, member in families.items():
@@ -83,7 +88,7 @@ def eager_audit(model: nn.Module, inputs: Sequence[np.ndarray], precision: str =
                 lambda m, args: tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
             )
             module.register_forward_hook(lambda m, args, out: out.float())
-        outs = _run(low, inputs)
+        outs = _run(low, inputs, dev)
         rows.append(EagerAuditRow(
             family, len(modules),
             min(psnr(o, r) for o, r in zip(outs, references)),

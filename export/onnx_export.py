@@ -19,6 +19,7 @@ import onnx
 import torch
 from torch import nn
 
+from irdeploy.fileio import atomic_write
 from irdeploy.model.stats import model_stats
 
 from .metadata import ExportMetadata
@@ -154,12 +155,7 @@ def to_onnx(
         if not report.parity.passed:
             raise ExportError(f"{path.name}: {report.parity.summary()}; nothing written (a different floor: --min-psnr)")
 
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, data)
     report.write_json(path.with_name(path.name + ".json"))
     return report
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import onnx
 
+from irdeploy.fileio import atomic_write
+
 from . import graph
 from .metadata import ExportMetadata
 
@@ -101,10 +103,7 @@ class ExportReport:
         }
 
     def write_json(self, path: Path) -> Path:
-        tmp = path.with_name(f".{path.name}.partial")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
-        tmp.replace(path)
-        return path
+        return atomic_write(path, json.dumps(self.to_dict(), indent=2, default=str))
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) rows for the terminal table."""

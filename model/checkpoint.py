@@ -8,7 +8,6 @@ Accepted: the upstream training layout ``{'epoch', 'state_dict'}`` (with or with
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -19,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from irdeploy.fileio import atomic_path, sha256_file
+
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 _SHOWN = 5
@@ -26,14 +27,6 @@ _SHOWN = 5
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or whose weights do not fit the model."""
-
-
-def sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read(path: Path) -> Any:
@@ -173,12 +166,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoch: int = 0
     path = Path(path)
     prefix = "module." if parallel_prefix else ""
     state = {prefix + k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"epoch": epoch, "state_dict": state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -194,5 +183,5 @@ def load_model(name: str, checkpoint: str | os.PathLike | None = None, **kwargs:
     model.checkpoint_sha256 = None
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
-        model.checkpoint_sha256 = sha256(checkpoint)
+        model.checkpoint_sha256 = sha256_file(checkpoint)
     return model.eval()

@@ -32,10 +32,12 @@ import irdeploy.runtime.tensorrt as runtime_tensorrt
 WHEEL = ("tensorrt-cu13-bindings", "11.4.0.106")
 PACKAGE = "tensorrt_bindings"
 # TensorRT-RTX features that data-centre TensorRT does not have; irdeploy uses them only when
-# the flavour is "rtx" (ahead-of-time compute capabilities, the just-in-time runtime cache).
+# the flavour is "rtx" (ahead-of-time compute capabilities, the just-in-time runtime cache, its
+# native CUDA-graph strategy).
 RTX_ONLY = frozenset({
     "ComputeCapability", "num_compute_capabilities", "set_compute_capability",
     "create_runtime_cache", "set_runtime_cache",
+    "CudaGraphStrategy", "cuda_graph_strategy", "WHOLE_GRAPH_CAPTURE",
 })
 # Weakly-typed API that TensorRT 11 removed: irdeploy must never use it.
 REMOVED = ("execute_async_v2", "EXPLICIT_BATCH", "OBEY_PRECISION_CONSTRAINTS", "set_output_type")

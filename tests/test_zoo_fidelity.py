@@ -8,7 +8,7 @@ import torch
 from conftest import FIXTURES, load_index, load_manifests
 
 from irdeploy.model import create, load_checkpoint, to_local
-from irdeploy.model.checkpoint import sha256
+from irdeploy.fileio import sha256_file
 
 INDEX = load_index()
 TOLERANCE = 1e-4  # what index.json says a faithful float32 implementation reaches
@@ -33,7 +33,7 @@ def _fixture_model(case: str) -> torch.nn.Module:
 @pytest.mark.parametrize("case", [c for c in INDEX["cases"] if "tlc" not in INDEX["cases"][c]])
 def test_outputs_match_upstream(case: str) -> None:
     spec = INDEX["cases"][case]
-    assert sha256(FIXTURES / f"{case}.pth") == spec["checkpoint_sha256"]
+    assert sha256_file(FIXTURES / f"{case}.pth") == spec["checkpoint_sha256"]
     model = _fixture_model(case)
     data = np.load(FIXTURES / f"{case}.npz")
     for i, shape in enumerate(spec["cases"]):

@@ -43,13 +43,14 @@ from onnx import external_data_helper
 
 import irdeploy
 from irdeploy.export.graph import compute_precision
+from irdeploy.fileio import atomic_write, sha256_bytes
 from irdeploy.export.precision import to_mixed_precision
 from irdeploy.export.tensorrt_check import ParsedNetwork, describe, flavour_of, import_tensorrt, layer_histogram, parse_onnx
 
 from .device import current_gpu
 from .errors import EngineBuildError
 from .profiles import Profile, graph_input, resolve_profile
-from .sidecar import atomic_write, cache_key, is_cache_hit, sha256_bytes, sidecar_path, write_engine
+from .sidecar import cache_key, is_cache_hit, sidecar_path, write_engine
 
 # precision -> (graph compute type, TF32 flag)
 PRECISIONS: dict[str, tuple[str, bool]] = {

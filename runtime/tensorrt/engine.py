@@ -9,6 +9,13 @@ error or, worse, run a stale engine.
 Buffers (device input/output, pinned host copies) are allocated per input shape and reused by
 later calls with that shape; dynamic shapes go through ``set_input_shape`` and
 ``execute_async_v3``.
+
+CUDA graphs (``cuda_graph=True``) replay a whole inference as one launch, which removes the
+per-kernel launch cost that dominates small images. TensorRT-RTX captures them itself (its
+runtime config's whole-graph strategy, which waits until the shape-specialised kernels of a shape
+are compiled); for data-centre TensorRT the engine captures one graph per input shape after a
+first ordinary run of that shape (TensorRT sets up shape-dependent state outside the capture, as
+its documentation requires) and falls back to ordinary launches, saying why, if capture fails.
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ from typing import Any
 
 import numpy as np
 
+from irdeploy.fileio import atomic_write, sha256_file
 from irdeploy.export.tensorrt_check import INSTALL, NAMES, TensorRTUnavailable, import_tensorrt, make_logger
 
 from .device import GPU, NO_GPU, check, cudart, current_gpu
 from .errors import EngineLoadError, NoGPUError
 from .profiles import Profile, format_shape
-from .sidecar import atomic_write, read_sidecar, sha256_file
+from .sidecar import read_sidecar
 
 # Input shapes whose buffers are kept; a server cycling through more reallocates.
 MAX_SHAPES = 4
@@ -46,6 +54,9 @@ class _Buffers:
     host_in: np.ndarray
     host_out: np.ndarray
     host_ptrs: tuple[int, int]
+    # The instantiated CUDA graph of this shape (data-centre TensorRT with cuda_graph=True); None
+    # until captured after the shape's first run.
+    graph_exec: Any = None
 
 
 class TensorRTEngine:
@@ -55,6 +66,9 @@ class TensorRTEngine:
     first use; read at load and written at :meth:`close`, so the next process starts warm.
     ``allow_untargeted_gpu`` skips only the compute-capability check, for trying an RTX engine
     on a GPU its build did not target (TensorRT still decides whether it runs).
+    ``cuda_graph`` replays :meth:`infer` through CUDA graphs (see the module docstring);
+    :meth:`infer_device` takes caller-owned pointers, which a captured graph cannot follow, so it
+    always launches ordinarily. ``graph_fallback`` holds the reason when capture failed.
     """
 
     def __init__(
@@ -64,6 +78,7 @@ class TensorRTEngine:
         device: int = 0,
         runtime_cache: str | os.PathLike | None = None,
         allow_untargeted_gpu: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         self.path = Path(engine_path)
         if not self.path.is_file():
@@ -87,6 +102,9 @@ class TensorRTEngine:
             raise EngineLoadError(f"{self.path}: TensorRT could not load the engine: {error[:400]}")
         self._runtime_cache_path = Path(runtime_cache) if runtime_cache is not None else None
         self._runtime_cache = None
+        self.is_rtx = self.sidecar["tensorrt"]["flavour"] == "rtx"
+        self.cuda_graph = cuda_graph
+        self.graph_fallback: str | None = None
         self.context = self._create_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = self.profile.input  # the sidecar names the input; the other tensor is the output
@@ -140,13 +158,16 @@ class TensorRTEngine:
     # -- execution -----------------------------------------------------------------------------
 
     def _create_context(self) -> Any:
-        if self._runtime_cache_path is None or self.sidecar["tensorrt"]["flavour"] != "rtx":
+        if not self.is_rtx or (self._runtime_cache_path is None and not self.cuda_graph):
             return self.engine.create_execution_context()
         config = self.engine.create_runtime_config()
-        self._runtime_cache = config.create_runtime_cache()
-        if self._runtime_cache_path.is_file():
-            self._runtime_cache.deserialize(self._runtime_cache_path.read_bytes())
-        config.set_runtime_cache(self._runtime_cache)
+        if self._runtime_cache_path is not None:
+            self._runtime_cache = config.create_runtime_cache()
+            if self._runtime_cache_path.is_file():
+                self._runtime_cache.deserialize(self._runtime_cache_path.read_bytes())
+            config.set_runtime_cache(self._runtime_cache)
+        if self.cuda_graph:
+            config.cuda_graph_strategy = self.trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
         return self.engine.create_execution_context(config)
 
     def check_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
@@ -191,6 +212,36 @@ class TensorRTEngine:
         if not ctx.execute_async_v3(int(stream)):
             raise RuntimeError(f"TensorRT execution failed: {self._logger.first_error('no reason given')}")
 
+    def _run_buffers(self, buf: _Buffers) -> None:
+        """Enqueue one inference on the shape's own buffers: a graph launch once captured."""
+        if buf.graph_exec is not None:
+            check(self._rt.cudaGraphLaunch(buf.graph_exec, self.stream), "cudaGraphLaunch")
+            return
+        self._enqueue(buf.input_shape, buf.device_in, buf.device_out, self.stream)
+        if self.cuda_graph and not self.is_rtx and self.graph_fallback is None:
+            check(self._rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+            buf.graph_exec = self._capture(buf)
+
+    def _capture(self, buf: _Buffers) -> Any:
+        """Capture ``execute_async_v3`` on the shape's buffers into an instantiated graph, or
+        record why it cannot be captured and return None (ordinary launches from then on)."""
+        rt, ctx, stream = self._rt, self.context, self.stream
+        ctx.set_input_shape(self.input_name, buf.input_shape)
+        ctx.set_tensor_address(self.input_name, buf.device_in)
+        ctx.set_tensor_address(self.output_name, buf.device_out)
+        check(rt.cudaStreamBeginCapture(stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
+              "cudaStreamBeginCapture")
+        enqueued = ctx.execute_async_v3(int(stream))
+        err, graph = rt.cudaStreamEndCapture(stream)
+        if not enqueued or int(err) or graph is None:
+            reason = self._logger.first_error("") or (rt.cudaGetErrorName(err)[1].decode() if int(err) else "enqueue failed")
+            self.graph_fallback = f"CUDA graph capture failed for {format_shape(buf.input_shape)} ({reason}); running without graphs"
+            return None
+        try:
+            return check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        finally:
+            check(rt.cudaGraphDestroy(graph), "cudaGraphDestroy")
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run an NCHW batch (already padded to the engine's multiple) and return the output."""
         shape = self.check_shape(batch.shape)
@@ -199,7 +250,7 @@ class TensorRTEngine:
         np.copyto(buf.host_in, batch, casting="same_kind")
         check(rt.cudaMemcpyAsync(buf.device_in, buf.host_ptrs[0], buf.host_in.nbytes,
                                  rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync")
-        self._enqueue(shape, buf.device_in, buf.device_out, stream)
+        self._run_buffers(buf)
         check(rt.cudaMemcpyAsync(buf.host_ptrs[1], buf.device_out, buf.host_out.nbytes,
                                  rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync")
         check(rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
@@ -218,6 +269,8 @@ class TensorRTEngine:
 
     def _free(self, buf: _Buffers) -> None:
         rt = self._rt
+        if buf.graph_exec is not None:
+            check(rt.cudaGraphExecDestroy(buf.graph_exec), "cudaGraphExecDestroy")
         for ptr in (buf.device_in, buf.device_out):
             check(rt.cudaFree(ptr), "cudaFree")
         for ptr in buf.host_ptrs:

@@ -12,13 +12,13 @@ pass for a pair.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from irdeploy.fileio import atomic_write, sha256_bytes, sha256_file, sha256_json
 
 from .errors import EngineLoadError
 
@@ -34,22 +34,9 @@ def sidecar_path(engine_path: str | os.PathLike) -> Path:
     return path.with_name(path.name + SUFFIX)
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cache_key(fields: Mapping[str, Any]) -> str:
     """sha256 of the key fields, in a canonical JSON form."""
-    material = {k: fields[k] for k in KEY_FIELDS}
-    return sha256_bytes(json.dumps(material, sort_keys=True, separators=(",", ":")).encode())
+    return sha256_json({k: fields[k] for k in KEY_FIELDS})
 
 
 def read_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:
@@ -81,18 +68,6 @@ def is_cache_hit(engine_path: Path, key: str) -> dict[str, Any] | None:
     if not data["key"] == recorded == key or data.get("engine", {}).get("sha256") != sha256_file(engine_path):
         return None
     return data
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # not mkstemp: its 0600 mode would ignore the umask
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_engine(engine_path: Path, engine: bytes, sidecar: dict[str, Any]) -> dict[str, Any]:
