@@ -1,6 +1,7 @@
-"""Multi-head transposed (channel) self-attention, as used in the bottlenecks of M3SNet and MHNet.
+"""Self-attention blocks shared by the zoo: transposed (channel) attention, as used in the
+bottlenecks of M3SNet, MHNet and RUN, and windowed spatial attention (RUN's top level).
 
-Restormer's MDTA: queries, keys and values come from a 1x1 conv followed by a 3x3 depthwise conv;
+**Channel attention** (Restormer's MDTA): queries, keys and values come from a 1x1 conv followed by a 3x3 depthwise conv;
 attention is computed between *channels* (a C x C map per head) after L2-normalising every
 channel's spatial vector, scaled by a learned per-head temperature. Cost is linear in the number
 of pixels, which is why these networks can afford it at the lowest resolution.
@@ -18,6 +19,15 @@ scaling the logits) so the exported graph keeps MatMul -> Softmax -> MatMul with
   zero and this maps to NaN;
 - ``"sdpa"``: the same normalisation, then ``F.scaled_dot_product_attention`` (scale 1, the
   temperature already in q), which opset 23 exports as one ``Attention`` node.
+
+**Window attention** (:class:`WindowAttention`): attention between the *pixels* of each
+non-overlapping ``window x window`` tile, the cost linear in the number of pixels for a fixed
+window. It is always written with ``F.scaled_dot_product_attention``, because torch's exporter
+already gives both export forms from it: below opset 23 it decomposes the call into q and k
+each scaled by ``d ** -0.25``, then MatMul -> Softmax -> MatMul with nothing between, and at opset
+23 it emits one ``Attention`` node. ``irdeploy.export`` selects opset 23 for
+``attention="onnx23"``, so the same switch that sets the channel attention's ``core`` picks this
+block's form too, and eager training gets PyTorch's fused attention kernels.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .layers import pad_to_multiple
 
 
 CORES = ("reference", "matmul", "sdpa")
@@ -106,3 +118,43 @@ class TopKChannelAttention(ChannelAttention):
             term = (attn @ v) * weight
             out = term if out is None else out + term
         return self._merge(out, x)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention between the pixels of non-overlapping square windows.
+
+    q, k and v come from a 1x1 conv and a 3x3 depthwise conv, as in :class:`ChannelAttention`:
+    the depthwise conv lets every pixel see its neighbours across a window border, the only
+    cross-window path inside the block (no shifted windows, which need masks or rolls in the
+    graph). Inputs whose size is not a multiple of ``window_size`` are zero-padded at the
+    bottom/right and cropped back; inside a network that pads its input to a multiple of the
+    window no Pad is traced.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 1, window_size: int = 8, bias: bool = False) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
+        if window_size < 1:
+            raise ValueError(f"window_size must be positive, got {window_size}")
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ws, heads = self.window_size, self.num_heads
+        qkv = self.qkv_dwconv(self.qkv(pad_to_multiple(x, ws)))
+        b, c3, hp, wp = qkv.shape
+        c, nh, nw = c3 // 3, hp // ws, wp // ws
+        # (B, 3*heads*d, H, W) -> (B*windows, 3*heads, ws*ws, d): one Transpose, then split q/k/v.
+        tokens = qkv.reshape(b, 3 * heads, c // heads, nh, ws, nw, ws).permute(0, 3, 5, 1, 4, 6, 2)
+        q, k, v = tokens.reshape(b * nh * nw, 3 * heads, ws * ws, c // heads).chunk(3, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.reshape(b, nh, nw, heads, ws, ws, c // heads).permute(0, 3, 6, 1, 4, 2, 5)
+        return self.project_out(out.reshape(b, c, hp, wp))[..., :h, :w]
+
+    def extra_repr(self) -> str:
+        return f"heads={self.num_heads}, window={self.window_size}"

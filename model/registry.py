@@ -16,11 +16,13 @@ from torch import nn
 from .m3snet import M3SNet
 from .mhnet import MHNet
 from .mprnet import MPRNet
+from .run import RUN
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "m3snet": M3SNet,
     "mprnet": MPRNet,
     "mhnet": MHNet,
+    "run": RUN,
 }
 
 
@@ -45,6 +47,10 @@ PRESETS: dict[str, Preset] = {
                {"n_feat": 80, "scale_unetfeats": 48, "scale_orsnetfeats": 32}),
         Preset("mhnet", "mhnet", "MHNet, width 64, 8 blocks per stage-2 group",
                {"width": 64, "num_cab": 8, "bias": False}),
+        # RUN's published configurations are not public: these two are irdeploy's (model/run.py).
+        Preset("run-s", "run", "RUN, width 32 (irdeploy's small configuration; paper's unknown)", {"width": 32}),
+        Preset("run-b", "run", "RUN, width 48, deeper (irdeploy's base configuration; paper's unknown)",
+               {"width": 48, "enc_blk_nums": [2, 3, 4], "middle_blk_num": 6}),
     )
 }
 

@@ -17,7 +17,7 @@ def _final(out):
 
 
 def test_presets_listed() -> None:
-    assert available() == ["m3snet-32", "m3snet-64", "mprnet-deblur", "mprnet-derain", "mprnet-denoise", "mhnet"]
+    assert available() == ["m3snet-32", "m3snet-64", "mprnet-deblur", "mprnet-derain", "mprnet-denoise", "mhnet", "run-s", "run-b"]
 
 
 def test_unknown_names_and_arguments() -> None:
