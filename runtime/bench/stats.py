@@ -1,0 +1,74 @@
+"""Summary statistics of timed samples, and the arithmetic that turns times into rates.
+
+Kept apart from the timing loop so that every figure the tables show can be checked exactly on
+made-up numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default), on an already sorted sequence."""
+    if not sorted_values:
+        raise ValueError("percentile of no samples")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of one candidate's timed samples, in milliseconds.
+
+    The median is the headline figure (robust to the odd preempted run); p90/p99 show the tail a
+    serving system sees; min is the best the hardware did; stdev (sample, n-1) shows noise.
+    """
+
+    n: int
+    median: float
+    p90: float
+    p99: float
+    min: float
+    max: float
+    mean: float
+    stdev: float
+
+    @classmethod
+    def from_ns(cls, samples_ns: Sequence[int]) -> Stats:
+        ms = sorted(s / 1e6 for s in samples_ns)
+        return cls(
+            n=len(ms),
+            median=percentile(ms, 50),
+            p90=percentile(ms, 90),
+            p99=percentile(ms, 99),
+            min=ms[0],
+            max=ms[-1],
+            mean=statistics.fmean(ms),
+            stdev=statistics.stdev(ms) if len(ms) > 1 else 0.0,
+        )
+
+
+def matmul_tflops(m: int, n: int, k: int, milliseconds: float) -> float:
+    """TFLOP/s of an (m x k) @ (k x n) product that took ``milliseconds`` (2 FLOPs per multiply-add)."""
+    return 2.0 * m * n * k / (milliseconds * 1e-3) / 1e12
+
+
+def copy_gbps(nbytes: int, milliseconds: float) -> float:
+    """GB/s of a device-to-device copy of ``nbytes``, counting the read and the write (2 x nbytes),
+    the way memory bandwidth is quoted for a copy kernel."""
+    return 2.0 * nbytes / (milliseconds * 1e-3) / 1e9
+
+
+def peak_gmac_per_s(tflops: float) -> float:
+    """The multiply-accumulate rate a matmul ceiling allows: one MAC is two FLOPs."""
+    return tflops * 1e3 / 2.0
+
+
+def share_of_peak(gmac_per_s: float, tflops: float) -> float:
+    """Achieved GMAC/s as a fraction of the measured matmul ceiling (0.25 = a quarter of the peak)."""
+    return gmac_per_s / peak_gmac_per_s(tflops)
