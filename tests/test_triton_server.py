@@ -1,0 +1,205 @@
+"""``irdeploy serve``: a real Triton Inference Server (PyTriton) on 127.0.0.1, CPU, ONNX Runtime.
+
+One server for the module, a tiny exported M3SNet, real photographs over HTTP and gRPC, compared
+with the same graph run locally; concurrent requests, bad requests, and a clean shutdown.
+Every request loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (pip install \"irdeploy[serve]\")")
+import tritonclient.grpc as grpcclient  # noqa: E402
+import tritonclient.http as httpclient  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from irdeploy.export.images import read_image, sample_path, to_batch  # noqa: E402
+from irdeploy.runtime.backends import OnnxRuntimeBackend  # noqa: E402
+from irdeploy.runtime.serving import ServingError, TritonServer  # noqa: E402
+from irdeploy.runtime.serving.batching import infer_by_size  # noqa: E402
+from irdeploy.runtime.serving.pixels import to_float, to_uint8  # noqa: E402
+from irdeploy.runtime.serving.server import free_port  # noqa: E402
+from irdeploy.runtime.triton_client import restore  # noqa: E402
+
+MAX_BATCH, MAX_SIZE = 4, (128, 128)
+# Real photographs cut to sizes off the pad multiple of 16 (the server pads and crops).
+IMAGES = [read_image(sample_path("chelsea.png"))[40:112, 150:250], read_image(sample_path("coffee.png"))[100:164, 200:248],
+          read_image(sample_path("coffee.png"))[:50, :50]]
+
+
+@pytest.fixture(scope="module")
+def graph(tiny_onnx):
+    return tiny_onnx("m3snet")[0]
+
+
+@pytest.fixture(scope="module")
+def local(graph):
+    with OnnxRuntimeBackend(graph, providers=["CPUExecutionProvider"], threads=1) as backend:
+        yield lambda image: backend.infer(to_batch(image))[0].transpose(1, 2, 0)
+
+
+@pytest.fixture(scope="module")
+def server(graph, tmp_path_factory):
+    log = tmp_path_factory.mktemp("triton") / "triton.log"
+    with TritonServer(graph, max_batch=MAX_BATCH, max_size=MAX_SIZE, delay_us=2000, threads=1, log_file=log) as running:
+        yield running
+
+
+def test_http_tensor_model_matches_the_local_backend(server, local):
+    restored = restore(server.http_url, IMAGES)
+    for image, out in zip(IMAGES, restored):
+        assert out.shape == image.shape
+        np.testing.assert_allclose(out, local(image), atol=1e-5)
+
+
+def test_grpc_image_model_takes_plain_pixels(server, local):
+    pixels = [to_float(to_uint8(image)) for image in IMAGES]  # what an 8-bit client really has
+    restored = restore(server.grpc_url, pixels, model=f"{server.name}_image")
+    for image, out in zip(pixels, restored):
+        assert out.shape == image.shape
+        # Server-side uint8 rounding of the same float output: at most one level apart.
+        assert np.abs(out - to_float(to_uint8(local(image)))).max() <= 1 / 255 + 1e-6
+
+
+def test_concurrent_requests_of_mixed_sizes(server, local):
+    jobs = [(url, IMAGES[i % len(IMAGES)]) for i in range(12) for url in (server.http_url, server.grpc_url)][:16]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(restore, url, [image], timeout=60) for url, image in jobs]
+        results = [f.result(timeout=120)[0] for f in futures]
+    for (_, image), out in zip(jobs, results):
+        np.testing.assert_allclose(out, local(image), atol=1e-5)
+
+
+def test_one_batch_of_mixed_sizes_is_split_by_size(graph, local):
+    """What the server does with a scheduled batch: same-size requests share one backend call."""
+    calls = []
+
+    class Counting(OnnxRuntimeBackend):
+        def infer(self, batch):
+            calls.append(batch.shape)
+            return super().infer(batch)
+
+    batches = [to_batch(IMAGES[0]), to_batch(IMAGES[1], IMAGES[1]), to_batch(IMAGES[0])]
+    with Counting(graph, providers=["CPUExecutionProvider"], threads=1) as backend:
+        outputs = infer_by_size(backend, batches, max_batch=2)
+    assert sorted(calls) == sorted([(2, 3, 72, 100), (2, 3, 64, 48)])
+    assert [o.shape[0] for o in outputs] == [1, 2, 1]
+    np.testing.assert_allclose(outputs[1][1].transpose(1, 2, 0), local(IMAGES[1]), atol=1e-5)
+    np.testing.assert_allclose(outputs[2][0].transpose(1, 2, 0), local(IMAGES[0]), atol=1e-5)
+
+
+def _infer(client, module, model: str, name: str, array: np.ndarray, datatype: str):
+    tensor = module.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    return client.infer(model, [tensor])
+
+
+def test_bad_requests_get_errors_and_the_server_keeps_serving(server, local):
+    good = to_batch(IMAGES[1])
+    bad = {
+        "float64 data": ("input", good.astype(np.float64), "FP64", "data-type"),
+        "no batch dimension": ("input", good[0], "FP32", "shape"),
+        "four channels": ("input", np.zeros((1, 4, 32, 32), np.float32), "FP32", "shape"),
+        # Fails inside PyTriton's request transport, before irdeploy sees it: any error will do.
+        "empty image": ("input", np.zeros((1, 3, 0, 32), np.float32), "FP32", None),
+        "batch above max": ("input", np.repeat(good, MAX_BATCH + 1, axis=0), "FP32", "batch-size"),
+        "image above max size": ("input", np.zeros((1, 3, 200, 64), np.float32), "FP32", "outside what this server accepts"),
+        "float pixels to the image model": ("image", np.zeros((1, 32, 32, 3), np.float32), "FP32", "data-type"),
+    }
+    for module, url in ((httpclient, server.http_url), (grpcclient, server.grpc_url)):
+        client = module.InferenceServerClient(url.split("://")[1])
+        try:
+            for label, (name, array, datatype, message) in bad.items():
+                model = server.name + ("_image" if name == "image" else "")
+                with pytest.raises(InferenceServerException, match=message) as caught:
+                    _infer(client, module, model, name, array, datatype)
+                assert caught.value.message(), label
+                out = _infer(client, module, server.name, "input", good, "FP32").as_numpy("output")
+                np.testing.assert_allclose(out[0].transpose(1, 2, 0), local(IMAGES[1]), atol=1e-5, err_msg=label)
+        finally:
+            client.close()
+
+
+def test_client_errors_are_one_line(server):
+    with pytest.raises(ServingError, match="'no_such_model'"):
+        restore(server.http_url, IMAGES[:1], model="no_such_model")
+    with pytest.raises(ServingError, match="scheme must be http:// or grpc://"):
+        restore("ftp://127.0.0.1:1", IMAGES[:1])
+    with pytest.raises(ServingError, match="expected HxWx3 images"):
+        restore(server.grpc_url, [IMAGES[0][..., 0]])
+    with pytest.raises(ServingError, match="outside what this server accepts") as caught:
+        restore(server.http_url, [np.zeros((200, 64, 3), np.float32)])
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_settings_fail_before_starting(server, graph, tmp_path):
+    with pytest.raises(ServingError, match="unknown artifact type '.pth'"):
+        TritonServer(tmp_path / "model.pth").start()
+    with pytest.raises(ServingError, match=f"port {server.http_port} on 127.0.0.1 is in use"):
+        TritonServer(graph, http_port=server.http_port).start()
+
+
+def test_shutdown_is_clean(server):
+    """Last in the module: stop the shared server; the ports close and a second stop is harmless."""
+    client = httpclient.InferenceServerClient(server.http_url.split("://")[1])
+    assert client.is_server_live()
+    client.close()
+    server.stop()
+    server.stop()
+    client = httpclient.InferenceServerClient(server.http_url.split("://")[1])
+    with pytest.raises(Exception):
+        client.is_server_live()
+    client.close()
+
+
+def test_cli_serve_until_interrupted(graph):
+    """``irdeploy serve`` in a subprocess: ready line, a real request, Ctrl-C, exit code 0."""
+    http, grpc = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "irdeploy", "serve", "--onnx", str(graph), "--http-port", str(http),
+                             "--grpc-port", str(grpc), "--threads", "1", "--max-batch", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    watchdog = threading.Timer(180, proc.kill)  # a server that never gets ready must not hang the suite
+    watchdog.start()
+    try:
+        # Triton logs to the same stdout; irdeploy's line comes once both models are ready.
+        line = next((line for line in proc.stdout if line.startswith("serving ")), "")
+        assert f"http://127.0.0.1:{http}" in line and "max batch 2" in line, line
+        assert restore(f"grpc://127.0.0.1:{grpc}", IMAGES[:1])[0].shape == IMAGES[0].shape
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)  # drains Triton's shutdown log so it cannot block on a full pipe
+        assert proc.returncode == 0
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_client_pads_for_a_repository_model(graph, local):
+    """A model from ``irdeploy triton`` runs the raw graph: the client pads to the multiple its
+    config.pbtxt names and crops the answer (here the graph runs in local ONNX Runtime)."""
+    import onnxruntime as ort
+    from google.protobuf.json_format import MessageToDict
+
+    from irdeploy.runtime.serving import ConfigOptions, build_config, inspect_artifact
+    from irdeploy.runtime.triton_client import _Contract
+
+    spec = inspect_artifact(graph)
+    config = MessageToDict(build_config(spec, "m", ConfigOptions()), preserving_proto_field_name=True)
+    meta = {"name": "m", "inputs": [{"name": spec.input.name, "datatype": "FP32", "shape": [-1, 3, -1, -1]}],
+            "outputs": [{"name": spec.output.name, "datatype": "FP32", "shape": [-1, 3, -1, -1]}]}
+    contract = _Contract(meta, config)
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    image = IMAGES[0]  # 72x100: off the multiple of 16
+    sent = contract.encode(image)
+    assert sent.shape == (1, 3, 80, 112)
+    out = contract.decode(session.run(None, {spec.input.name: sent})[0], image.shape[:2])
+    np.testing.assert_allclose(out, local(image), atol=1e-5)
