@@ -25,6 +25,17 @@ class Backend(ABC):
     name: str
     pad_multiple: int = 1
     pad_mode: str = "constant"
+    channels: int = 3  # image channels the network takes
+    # The largest NCHW batch the artifact accepts (a TensorRT profile's max); None: any size.
+    max_shape: tuple[int, ...] | None = None
+    # How open_backend obtained the ONNX graph or engine (irdeploy.runtime.artifacts.Artifact).
+    artifact: Any = None
+
+    @property
+    def alignment(self) -> int:
+        """The H/W multiple the network computes on: tiles that start on it see the same
+        downsampling grid as the whole image (see :mod:`irdeploy.runtime.tiling`)."""
+        return self.pad_multiple
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -62,6 +73,11 @@ class TorchBackend(Backend):
         self.runner = torch.compile(self.model) if compile else self.model
         self.name = "torch-compile" if compile else "torch"
         self.final_image = final_image
+        self.channels = int(getattr(model, "img_channel", getattr(model, "in_c", 3)))
+
+    @property
+    def alignment(self) -> int:
+        return int(getattr(self.model, "pad_multiple", 1))  # the model pads internally
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
@@ -107,6 +123,8 @@ class OnnxRuntimeBackend(Backend):
         self.pad_multiple = int(meta.get("irdeploy.pad_multiple", 1))
         self.pad_mode = meta.get("irdeploy.pad_mode", "constant")
         self.input_name = self.session.get_inputs()[0].name
+        channels = self.session.get_inputs()[0].shape[1]
+        self.channels = channels if isinstance(channels, int) else 3
         self.name = f"ort ({self.session.get_providers()[0]})"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -123,6 +141,8 @@ class TensorRTBackend(Backend):
         self.pad_multiple = self.engine.pad_multiple
         self.pad_mode = self.engine.sidecar.get("pad_mode", "constant")
         self.name = f"tensorrt ({self.engine.sidecar.get('precision', '?')})"
+        self.max_shape = tuple(self.engine.profile.max)
+        self.channels = int(self.engine.profile.max[1])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.engine.infer(batch)

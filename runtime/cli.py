@@ -33,8 +33,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from . import quickstart
 
-    result = quickstart.run(args.out, model_name=args.model, checkpoint=args.checkpoint,
-                            image=args.image, threads=args.threads)
+    result = quickstart.run(args.out, model_name=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg),
+                            train_seconds=args.train_seconds, threads=args.threads, progress=not args.quiet)
     print(quickstart.summary(result))
     return 0
 
@@ -167,23 +167,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from irdeploy.model import load_model
 
-    from .bench import BenchConfig, bench_model, parse_shape
+    from .bench import BenchConfig, bench_model, parse_shape, parse_threads
+    from .bench.console import print_table, progress_bar
 
-    model = load_model(args.model, args.checkpoint, **dict(args.arg))
     shapes = [parse_shape(s) for s in args.shapes.split(",")]
     if args.batch:  # --batch 1,4 replaces N of every shape
         shapes = [(int(n), c, h, w) for n in args.batch.split(",") for (_, c, h, w) in shapes]
+    threads = parse_threads(args.threads) if args.threads else None
+    model = load_model(args.model, args.checkpoint, **dict(args.arg))
     config = BenchConfig(iterations=args.iterations, warmup_iters=args.warmup, warmup_seconds=args.warmup_seconds)
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    with tempfile.TemporaryDirectory(prefix="irdeploy-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="irdeploy-bench-") as tmp, progress_bar(not args.quiet) as progress:
         result = bench_model(model, model_name=args.model, workdir=args.workdir or tmp,
                              backends=args.backends.split(","), precisions=args.precisions.split(","),
-                             shapes=shapes, threads=args.threads, config=config, progress=progress)
+                             shapes=shapes, threads=threads, device=args.device, config=config, progress=progress)
     if args.checkpoint is None:
         result.notes.append(f"{args.model}: random weights (no --checkpoint)")
-    print(result.to_markdown(f"irdeploy bench: {args.model}"))
+    print_table(result, f"irdeploy bench: {args.model}")
     if args.out:
-        for path in result.write(args.out):
+        for path in result.write(args.out, title=f"irdeploy bench: {args.model}"):
             print(f"wrote {path}")
     return 0
 
@@ -199,12 +200,123 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_triton(args: argparse.Namespace) -> int:
+    from .serving import ConfigOptions, write_repository
+
+    options = ConfigOptions(max_batch=args.max_batch, instances=args.instances, kind=args.kind,
+                            delay_us=args.dynamic_batching_delay_us, accelerator=args.accelerator,
+                            warmup=not args.no_warmup)
+    print(write_repository(args.output, args.name, args.onnx, args.engine, options, force=args.force).summary())
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serving import TritonServer
+
+    server = TritonServer(args.onnx or args.engine, name=args.name, host=args.host, http_port=args.http_port,
+                          grpc_port=args.grpc_port, max_batch=args.max_batch,
+                          max_size=args.max_size[-2:] if args.max_size else None,
+                          delay_us=args.dynamic_batching_delay_us, device=args.device, threads=args.threads,
+                          log_file=args.log_file)
+    server.start()
+    print(f"serving {args.name} (float32 NCHW) and {args.name}_image (uint8 HxWxC), max batch {server.max_batch}, "
+          f"images up to {server.max_size[0]}x{server.max_size[1]}: {server.http_url} {server.grpc_url}; Ctrl-C stops",
+          flush=True)
+    server.wait()
+    return 0
+
+
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     """--model / --checkpoint / --arg: how every verb that builds a network names it."""
     p.add_argument("--model", required=required, help="preset or architecture, e.g. m3snet-32")
     p.add_argument("--checkpoint", help="weights (upstream, BasicSR, bare or .safetensors); default: random")
     p.add_argument("--arg", type=_kwarg, action="append", default=[], metavar="KEY=VALUE",
                    help="constructor argument (upstream name, JSON value), e.g. --arg width=16; repeatable")
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    """What runs the images, for every verb that runs them (``irdeploy.runtime.artifacts.open_backend``)."""
+    p.add_argument("--backend", choices=("torch", "ort", "trt"),
+                   help="torch (eager), ort (ONNX Runtime) or trt (TensorRT); default: trt with --engine, ort with --onnx, else torch")
+    _add_model_args(p, required=False)
+    p.add_argument("--onnx", help="ONNX graph to run (ort) or to build an engine from (trt)")
+    p.add_argument("--engine", help="TensorRT engine to run (trt)")
+    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "best"), default="fp32",
+                   help="of the ONNX graph (ort) or engine (trt) made on the fly from --model/--checkpoint (default: %(default)s)")
+    p.add_argument("--cache-dir", help="where graphs and engines made on the fly are kept (default: $XDG_CACHE_HOME/irdeploy)")
+    p.add_argument("--threads", type=int, help="intra-op threads (torch, ONNX Runtime)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s; trt always runs on a GPU)")
+
+
+def _open_backend(args: argparse.Namespace):
+    from .artifacts import open_backend
+
+    kind = args.backend or ("trt" if args.engine else "ort" if args.onnx else "torch")
+    if args.model and args.checkpoint is None and not (args.onnx or args.engine):
+        print(f"irdeploy {args.command}: warning: no --checkpoint, running {args.model} with random weights", file=sys.stderr)
+    backend = open_backend(kind, model=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg), onnx=args.onnx,
+                           engine=args.engine, precision=args.precision, cache_dir=args.cache_dir, threads=args.threads,
+                           device=args.device)
+    if backend.artifact is not None:
+        print(f"irdeploy {args.command}: {backend.artifact.describe()}", file=sys.stderr)
+    return backend
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from .restore import restore
+
+    with _open_backend(args) as backend:
+        report = restore(args.inputs, args.output, backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
+                         fmt=args.format, overwrite=args.overwrite, workers=args.workers,
+                         progress=not args.quiet and sys.stderr.isatty())
+    print(report.summary())
+    return report.exit_code
+
+
+def _cmd_degrade(args: argparse.Namespace) -> int:
+    from irdeploy.model.degrade import degrade_folder
+
+    print(degrade_folder(args.clean, args.output, args.kind, seed=args.seed, crops=args.crops, size=args.size).summary())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from irdeploy.model.train import TrainConfig, train
+
+    iters = args.iters if args.iters is not None or args.seconds else 1000
+    config = TrainConfig(model=args.model, model_args=dict(args.arg), data=args.data, val=args.val, out=args.out,
+                         iters=iters, max_seconds=args.seconds, batch=args.batch, crop=args.crop, lr=args.lr,
+                         loss=args.loss, amp=args.amp, device=args.device, seed=args.seed, workers=args.workers,
+                         threads=args.threads, val_every=args.val_every, checkpoint=args.checkpoint,
+                         resume=args.resume, identity_init=args.identity_init,
+                         progress=not args.quiet and sys.stderr.isatty())
+    print(train(config).summary())
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from rich.console import Console
+
+    from irdeploy.export.pairs import find_pairs
+
+    from .artifacts import open_backend
+    from .evaluate import evaluate
+
+    pairs = find_pairs(args.data, limit=args.limit)
+    if args.reference and not args.model:
+        raise ValueError("--reference torch runs the eager model: give --model (and --checkpoint)")
+    reference = (open_backend("torch", model=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg),
+                              threads=args.threads, device=args.device) if args.reference else nullcontext())
+    with _open_backend(args) as backend, reference as ref:
+        result = evaluate(backend, pairs, reference=ref, quantized=not args.no_quantize, data=args.data,
+                          progress=not args.quiet and sys.stderr.isatty())
+    Console(width=120).print(result.table())
+    print(result.summary())
+    if args.json:
+        print(f"wrote {result.write_json(args.json)}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,12 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true", help="also count GMACs at 256x256 (same counter for every model)")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("quickstart", help="build a model, load a checkpoint, restore a sample photograph")
-    p.add_argument("--out", default="irdeploy-quickstart", help="output folder (default: %(default)s)")
-    p.add_argument("--model", default="m3snet-32", help="preset or architecture (default: %(default)s)")
-    p.add_argument("--checkpoint", help="trained checkpoint; default: the model's own untrained weights")
-    p.add_argument("--image", help="image to degrade and restore; default: a shipped photograph")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p = sub.add_parser("quickstart", help="blur shipped photographs, restore them through export, ONNX Runtime, "
+                                          "eval and bench; write a report folder")
+    p.add_argument("--out", default="irdeploy-quickstart", help="report folder (default: %(default)s)")
+    _add_model_args(p, required=False)
+    p.add_argument("--train-seconds", type=float, default=0.0,
+                   help="train the quickstart model from scratch for this long instead of using the bundled checkpoint")
+    p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_quickstart)
 
     p = sub.add_parser("export", help="export a model to a checked ONNX graph")
@@ -283,16 +397,107 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=20, help="timed runs per candidate (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="minimum warm-up runs per candidate (default: %(default)s)")
     p.add_argument("--warmup-seconds", type=float, default=0.2, help="minimum warm-up time per candidate (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="intra-op threads for torch and ONNX Runtime alike")
-    p.add_argument("--out", help="folder for results.json, results.csv, results.md")
+    p.add_argument("--threads", help="intra-op threads for torch and ONNX Runtime alike; a comma list "
+                   "(e.g. 1,2) measures the CPU backends once per count")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the torch backends run (default: %(default)s, CUDA when torch sees a GPU)")
+    p.add_argument("--out", help="folder for results.json, results.csv, results.md and the chart results.png")
     p.add_argument("--workdir", help="keep the exported ONNX graphs and engines here (default: a temporary folder)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("restore", help="restore image files, folders and globs with any backend")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, BMP, TIFF), folders (recursive) or globs")
+    p.add_argument("-o", "--output", required=True, help="output folder; files keep their names (and sub-folders)")
+    _add_backend_args(p)
+    p.add_argument("--tile", type=int, help="process larger images in tiles of this size (default: an engine's profile max, else whole images)")
+    p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=1, help="same-size images (or tiles) per inference call (default: %(default)s)")
+    p.add_argument("--format", default="png", help="output format: png, jpg, bmp or tiff (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    p.add_argument("--workers", type=int, default=2, help="decode/encode threads (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("degrade", help="make paired training data (input/ + target/) from clean images")
+    p.add_argument("clean", metavar="CLEAN_DIR", help="folder of clean images (used whole, or cropped with --crops/--size)")
+    p.add_argument("-o", "--output", required=True, metavar="DATA_DIR", help="writes DATA_DIR/input and DATA_DIR/target")
+    p.add_argument("--kind", choices=("blur", "box", "rain"), default="blur",
+                   help="random camera-shake blur, a fixed 9-pixel horizontal blur, or synthetic rain streaks")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same files (default: %(default)s)")
+    p.add_argument("--crops", type=int, help="random crops per image (with --size)")
+    p.add_argument("--size", type=int, help="crop side in pixels (with --crops)")
+    p.set_defaults(func=_cmd_degrade)
+
+    p = sub.add_parser("train", help="train or fine-tune a model on paired folders (upstream checkpoint layout)")
+    _add_model_args(p)
+    p.add_argument("--data", required=True, help="training pairs: DIR/input and DIR/target")
+    p.add_argument("--val", help="validation pairs (whole images), scored in PSNR")
+    p.add_argument("--out", required=True, help="folder for last.pth, best.pth, train_state.pth and log.json")
+    p.add_argument("--iters", type=int, help="training steps (default 1000, or none with --seconds)")
+    p.add_argument("--seconds", type=float, help="time budget; the schedule anneals to its end")
+    p.add_argument("--batch", type=int, default=8, help="crops per step (default: %(default)s)")
+    p.add_argument("--crop", type=int, default=128, help="crop side in pixels (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--loss", choices=("charbonnier", "psnr"), default="charbonnier")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+                   help="mixed precision on CUDA (auto: bf16 where supported, else fp16; never on CPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and batches (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--val-every", type=int, default=0, help="validate and save every N steps (default: at the end only)")
+    p.add_argument("--resume", help="continue a run: its --out folder or train_state.pth")
+    p.add_argument("--identity-init", action="store_true",
+                   help="from scratch: zero the output convolutions so training starts from the identity (short runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM (RGB and Y) over paired folders on any backend")
+    p.add_argument("data", metavar="DATA_DIR", help="pairs: DATA_DIR/input and DATA_DIR/target (GoPro, HIDE, Rain100, Test100 layout)")
+    _add_backend_args(p)
+    p.add_argument("--reference", choices=("torch",), help="also run eager PyTorch (--model/--checkpoint) and report ΔPSNR")
+    p.add_argument("--limit", type=int, help="only the first N pairs by name")
+    p.add_argument("--json", help="write every score to this JSON file")
+    p.add_argument("--no-quantize", action="store_true", help="score outputs unrounded (default: rounded to 8 bits as saved)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("inspect", help="report on any ONNX file (ops, folding, precision, metadata)")
     p.add_argument("onnx")
     p.add_argument("--no-tensorrt", action="store_true", help="skip the TensorRT parser check")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("triton", help="write a Triton model repository for an ONNX graph or engine")
+    p.add_argument("--onnx", required=True, help="the ONNX graph (for an engine: the graph it was built from)")
+    p.add_argument("--engine", help="serve this TensorRT engine (model.plan) instead of the graph")
+    p.add_argument("-o", "--output", required=True, help="model repository folder")
+    p.add_argument("--name", required=True, help="model name (folder and URL name)")
+    p.add_argument("--max-batch", type=int, help="Triton max_batch_size (default: the engine profile's max N, else 8)")
+    p.add_argument("--instances", type=int, default=1, help="model instances (default: %(default)s)")
+    p.add_argument("--kind", choices=("auto", "gpu", "cpu"), default="auto",
+                   help="instance kind; auto: GPU for engines and accelerated graphs, else CPU")
+    p.add_argument("--dynamic-batching-delay-us", type=int, default=500, help="batcher queue delay (default: %(default)s)")
+    p.add_argument("--accelerator", choices=("tensorrt", "cuda"), help="ONNX Runtime execution provider block (GPU)")
+    p.add_argument("--no-warmup", action="store_true", help="no warm-up request in the config")
+    p.add_argument("--force", action="store_true", help="replace an existing model of that name")
+    p.set_defaults(func=_cmd_triton)
+
+    p = sub.add_parser("serve", help="serve an ONNX graph or engine with Triton (PyTriton), dynamic batching")
+    artifact = p.add_mutually_exclusive_group(required=True)
+    artifact.add_argument("--onnx")
+    artifact.add_argument("--engine")
+    p.add_argument("--name", default="irdeploy", help="model name (default: %(default)s; images: NAME_image)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--http-port", type=int, default=8000, help="(default: %(default)s)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="(default: %(default)s)")
+    p.add_argument("--max-batch", type=int, help="dynamic batch limit (default: the engine profile's max N, else 8)")
+    p.add_argument("--max-size", type=_size, metavar="HxW", help="largest image (default: the engine profile's, else 2160x3840)")
+    p.add_argument("--dynamic-batching-delay-us", type=int, default=500, help="batcher queue delay (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (ONNX Runtime); engines run on cuda:N")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--log-file", help="Triton's log (default: standard output)")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

@@ -23,11 +23,23 @@ TINY = {
     "m3snet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1]},
     "mprnet": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
     "mhnet": {"width": 8, "num_cab": 1, "enc_blk_nums": [1, 1, 1, 1]},
+    "run": {"width": 8, "enc_blk_nums": [1, 1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1], "num_heads": [2, 1, 1, 2]},
 }
 requires_rtx = pytest.mark.skipif(
     importlib.util.find_spec("tensorrt_rtx") is None,
     reason="tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13==1.7.1.116)",
 )
+
+
+def assert_runs_without_torch(code: str) -> None:
+    """Run ``code`` in a fresh interpreter and check it succeeded without importing torch: the
+    promise of every path that runs an ONNX graph or an engine."""
+    import subprocess
+    import sys
+
+    check = code + "\nimport sys\nassert 'torch' not in sys.modules, 'torch was imported'\n"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
 def load_index() -> dict:

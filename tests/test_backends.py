@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from conftest import assert_runs_without_torch
 
 from irdeploy.runtime.backends import OnnxRuntimeBackend, TorchBackend
 
@@ -38,12 +36,9 @@ def test_bad_inputs_are_one_line(tmp_path, tiny_onnx) -> None:
 
 def test_onnxruntime_backend_does_not_import_torch(tiny_onnx) -> None:
     path, _ = tiny_onnx("m3snet")
-    code = (
-        "import sys, numpy as np\n"
+    assert_runs_without_torch(
+        "import numpy as np\n"
         "from irdeploy.runtime.backends import OnnxRuntimeBackend\n"
         f"out = OnnxRuntimeBackend({str(path)!r}).infer(np.zeros((1, 3, 20, 30), np.float32))\n"
         "assert out.shape == (1, 3, 20, 30)\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr

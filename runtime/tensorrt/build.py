@@ -186,6 +186,7 @@ def build_engine(
         compute_precision=compute,
         tf32=tf32,
         pad_multiple=graph.multiple,
+        pad_mode=graph.pad_mode,
         onnx_file=onnx_path.name,
         mixed_precision=mixed,
         network={

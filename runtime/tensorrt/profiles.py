@@ -29,11 +29,13 @@ _MULTIPLE_PARAM = re.compile(r"^\s*(\d+)\s*\*")  # the exporter names dynamic si
 
 @dataclass(frozen=True)
 class GraphInput:
-    """The graph's single input: its name and shape, ``None`` where the dimension is dynamic."""
+    """The graph's single input: its name and shape, ``None`` where the dimension is dynamic,
+    and the padding contract (multiple and mode) that callers apply before running it."""
 
     name: str
     shape: tuple[int | None, ...]
     multiple: int
+    pad_mode: str = "constant"
 
     @property
     def static(self) -> bool:
@@ -108,7 +110,7 @@ def graph_input(model: onnx.ModelProto) -> GraphInput:
     if meta is None:
         found = {int(m.group(1)) for d in dims[2:] if (m := _MULTIPLE_PARAM.match(d.dim_param))}
         multiple = found.pop() if len(found) == 1 else 1
-    return GraphInput(value.name, shape, multiple)
+    return GraphInput(value.name, shape, multiple, meta.pad_mode if meta is not None else "constant")
 
 
 def resolve_profile(graph: GraphInput, shapes: Mapping[str, Sequence[int]] | None = None) -> tuple[Profile, list[str]]:
