@@ -167,11 +167,12 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
         raise ValueError(f"restore failed: {report.failed[0][0]}: {report.failed[0][1]}")
     lap("restore")
 
-    scores = evaluate(ort, find_pairs(data), reference=TorchBackend(model), data="shipped photographs, 9-pixel blur")
+    pairs = find_pairs(data)
+    scores = evaluate(ort, pairs, reference=TorchBackend(model), data="shipped photographs, 9-pixel blur")
     scores.write_json(out / "eval.json")
     (out / "strips").mkdir(exist_ok=True)
     images = []
-    for pair, score in zip(find_pairs(data), scores.images):
+    for pair, score in zip(pairs, scores.images):
         strip = _strip(read_image(pair.input), read_image(restored_dir / f"{pair.input.stem}.png"), read_image(pair.target))
         write_image(out / "strips" / f"{pair.name}.png", strip)
         images.append({"image": pair.name, "split": "training photo" if pair.name in {Path(p).stem for p in TRAIN_PHOTOS}
