@@ -8,6 +8,7 @@ non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -222,8 +223,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {args.name} (float32 NCHW) and {args.name}_image (uint8 HxWxC), max batch {server.max_batch}, "
           f"images up to {server.max_size[0]}x{server.max_size[1]}: {server.http_url} {server.grpc_url}; Ctrl-C stops",
           flush=True)
+    signal.signal(signal.SIGINT, _interrupt_once)
     server.wait()
     return 0
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """First Ctrl-C stops the server; more while it shuts down are ignored, not a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:

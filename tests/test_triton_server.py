@@ -160,22 +160,29 @@ def test_shutdown_is_clean(server):
     client.close()
 
 
-def test_cli_serve_until_interrupted(graph):
-    """``irdeploy serve`` in a subprocess: ready line, a real request, Ctrl-C, exit code 0."""
-    http, grpc = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "irdeploy", "serve", "--onnx", str(graph), "--http-port", str(http),
-                             "--grpc-port", str(grpc), "--threads", "1", "--max-batch", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    watchdog = threading.Timer(180, proc.kill)  # a server that never gets ready must not hang the suite
+def test_cli_serve_until_interrupted(graph, tmp_path):
+    """``irdeploy serve`` in a subprocess: ready line, a real request, Ctrl-C, exit code 0.
+
+    Triton's log goes to a file: on standard output its block-buffered writes can land mid-line
+    around irdeploy's ready line. What the server printed is kept for the failure message."""
+    http = free_port()
+    grpc = next(port for port in iter(free_port, None) if port != http)
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "irdeploy", "serve", "--onnx", str(graph), "--http-port", str(http),
+                                 "--grpc-port", str(grpc), "--threads", "1", "--max-batch", "2",
+                                 "--log-file", str(tmp_path / "triton.log")],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+    watchdog = threading.Timer(240, proc.kill)  # a server that never gets ready must not hang the suite
     watchdog.start()
     try:
-        # Triton logs to the same stdout; irdeploy's line comes once both models are ready.
-        line = next((line for line in proc.stdout if line.startswith("serving ")), "")
-        assert f"http://127.0.0.1:{http}" in line and "max batch 2" in line, line
+        line = next((line for line in proc.stdout if "serving " in line), "")
+        why = f"exit code {proc.poll()}; stderr: {stderr.read_text()[-2000:]}"
+        assert f"http://127.0.0.1:{http}" in line and "max batch 2" in line, why
         assert restore(f"grpc://127.0.0.1:{grpc}", IMAGES[:1])[0].shape == IMAGES[0].shape
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)  # drains Triton's shutdown log so it cannot block on a full pipe
-        assert proc.returncode == 0
+        proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr.read_text()[-2000:]
     finally:
         watchdog.cancel()
         if proc.poll() is None:
