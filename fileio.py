@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterator
@@ -55,3 +56,18 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
         with open(tmp, "xb") as f:  # not mkstemp: its 0600 mode would ignore the umask
             f.write(data.encode() if isinstance(data, str) else data)
     return Path(path)
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float as the string ``"inf"``, ``"-inf"`` or ``"nan"``.
+
+    Identical outputs have an infinite PSNR, and strict JSON (``allow_nan=False``, what other
+    languages' parsers accept) has no literal for it; one spelling across every JSON we write.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

@@ -14,7 +14,6 @@ a multiple of the padding multiple, so the padding path is always exercised.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,8 @@ from polygraphy.backend.base import BaseRunner
 from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 from polygraphy.comparator import Comparator, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
+
+from irdeploy.fileio import json_ready
 
 from .images import SAMPLES, psnr, read_image, sample_path
 from .padding import crop_batch, pad_batch
@@ -94,12 +95,8 @@ class ParityResult:
             "precision": self.precision,
             "passed": self.passed,
             "tolerance": asdict(self.tolerance),
-            "cases": [{**asdict(c), "psnr": _finite(c.psnr)} for c in self.cases],
+            "cases": [json_ready(asdict(c)) for c in self.cases],
         }
-
-
-def _finite(value: float) -> float | str:
-    return value if math.isfinite(value) else "inf"
 
 
 class _ImageRunner(BaseRunner):

@@ -95,7 +95,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_fp16_audit(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
+
+    from irdeploy.fileio import atomic_write, json_ready
 
     from irdeploy.export.audit import audit_model, format_table
     from irdeploy.export.eager_audit import format_eager_table
@@ -111,7 +112,8 @@ def _cmd_fp16_audit(args: argparse.Namespace) -> int:
         print(format_eager_table(eager_rows, title="cross-check with eager PyTorch CPU kernels: one module family "
                                                    f"at a time in {args.precision}"))
     if args.json:
-        Path(args.json).write_text(json.dumps({"graph": [r.to_dict() for r in rows], "eager": [vars(r) for r in eager_rows]}, indent=1))
+        report = {"graph": [r.to_dict() for r in rows], "eager": [vars(r) for r in eager_rows]}
+        atomic_write(args.json, json.dumps(json_ready(report), indent=1, allow_nan=False))
     return 0
 
 

@@ -17,7 +17,6 @@ Torch-free: an engine or ONNX model is evaluated on machines without PyTorch.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ import numpy as np
 
 from irdeploy.export.images import from_batch, read_image, to_batch
 from irdeploy.export.pairs import ImagePair
-from irdeploy.fileio import atomic_write
+from irdeploy.fileio import atomic_write, json_ready
 
 from .backends import Backend
 from .metrics import all_metrics, psnr, quantize
@@ -108,11 +107,11 @@ class EvalResult:
         return line
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; an infinite PSNR (identical images) is written as null."""
+        """JSON-ready; an infinite PSNR (identical images) is written as "inf" (:func:`json_ready`)."""
         means = {which: {m: self.mean(which, m) for m in METRICS} for which in ("input", "output")}
         if self.reference:
             means["reference"] = {m: self.mean("reference", m) for m in METRICS}
-        return _finite({
+        return json_ready({
             "data": self.data, "backend": self.backend, "reference": self.reference, "quantized": self.quantized,
             "mean": means, "delta_psnr": self.delta_psnr, "delta_psnr_y": self.delta_psnr_y,
             "min_parity_psnr": self.min_parity_psnr, "images": [vars(s) for s in self.images],
@@ -120,16 +119,6 @@ class EvalResult:
 
     def write_json(self, path: str | os.PathLike) -> Path:
         return atomic_write(path, json.dumps(self.to_dict(), indent=1, allow_nan=False))
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _restore(backend: Backend, image: np.ndarray) -> tuple[np.ndarray, float]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from irdeploy.export.images import SAMPLES, read_image, sample_path, write_image
+from irdeploy.fileio import atomic_write, json_ready
 
 # The photographs the bundled checkpoint was trained on; the rest are held out.
 TRAIN_PHOTOS = ("chelsea.png", "astronaut.png", "rocket.jpg")
@@ -196,8 +197,8 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
         files={"onnx": onnx_path, "restored": restored_dir, "strips": out / "strips",
                "chart": next(p for p in bench_files if p.suffix == ".png"), "report": out / "report.md"},
     )
-    (out / "report.json").write_text(json.dumps(result.to_dict(), indent=1))
-    (out / "report.md").write_text(to_markdown(result))
+    atomic_write(out / "report.json", json.dumps(json_ready(result.to_dict()), indent=1, allow_nan=False))
+    atomic_write(out / "report.md", to_markdown(result))
     return result
 
 

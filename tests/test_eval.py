@@ -96,7 +96,7 @@ def test_evaluate_scores_inputs_outputs_and_the_reference(eval_data, tmp_path):
         assert score.parity_psnr == float("inf")
     assert result.delta_psnr == 0.0 and result.min_parity_psnr == float("inf")
     written = json.loads(result.write_json(tmp_path / "r.json").read_text())
-    assert written["min_parity_psnr"] is None  # identical outputs: infinite PSNR, written as null
+    assert written["min_parity_psnr"] == "inf"  # identical outputs: infinite PSNR, a string in strict JSON
     assert written["mean"]["output"]["psnr"] == pytest.approx(np.mean([s.output["psnr"] for s in result.images]))
     assert [i["name"] for i in written["images"]] == ["coffee_000", "coffee_001"]
     with pytest.raises(ValueError, match="no image pairs"):
@@ -137,7 +137,7 @@ def test_eval_cli_onnxruntime_against_eager(eval_data, tiny_checkpoint, tmp_path
     written = json.loads(out.read_text())
     assert written["backend"].startswith("ort") and written["reference"] == "torch"
     assert abs(written["delta_psnr"]) < 0.01  # float32 graph: the task sees no difference
-    assert written["min_parity_psnr"] is None or written["min_parity_psnr"] > 80
+    assert written["min_parity_psnr"] == "inf" or written["min_parity_psnr"] > 80
 
 
 def test_eval_cli_errors(eval_data, tiny_checkpoint, tmp_path, capsys):

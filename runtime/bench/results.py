@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from irdeploy.fileio import json_ready
+
 from .measure import BenchConfig, Row
 from .stats import Stats
 
@@ -115,17 +117,6 @@ CSV_FIELDS = ("model", "shape", "threads", "backend", "precision", "device", "st
               "speedup_vs_eager", "peak_rss_mb", "device_memory_mb", "export_seconds", "build_seconds")
 
 
-def _json_safe(v: Any) -> Any:
-    """JSON has no inf (identical outputs have an infinite PSNR): write it as the string "inf"."""
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_json_safe(x) for x in v]
-    return v
-
-
 def _row_from_dict(data: dict[str, Any]) -> Row:
     r = {k: math.inf if v == "inf" else v for k, v in data.items()}
     for key in ("stats", "compute_stats"):
@@ -148,7 +139,7 @@ class BenchResult:
     ceilings: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({"machine": self.machine, "config": asdict(self.config), "notes": self.notes,
+        return json_ready({"machine": self.machine, "config": asdict(self.config), "notes": self.notes,
                            "method": METHOD, "ceilings": self.ceilings, "rows": [asdict(r) for r in self.rows]})
 
     @classmethod
