@@ -151,16 +151,22 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, alpha: np.ndarray
         arr = arr[..., None]
     if alpha is not None:
         arr = np.concatenate([arr, np.asarray(alpha, np.float32)[..., None]], axis=-1)
-    peak, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
-    samples = (np.clip(arr, 0.0, 1.0) * peak + 0.5).astype(dtype)
     try:
-        data = _encode(samples, suffix)
+        data = _encode(to_samples(arr, bit_depth), suffix)
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot write image ({exc})") from None
     try:
         return atomic_write(path, data)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write image ({exc})") from None
+
+
+def to_samples(image: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Float pixels in [0, 1] -> uint8 (or uint16 for ``bit_depth`` 16) samples, clipped and
+    rounded half up: the one rule for every pixel irdeploy writes to a file, serves to a client or
+    compares as 8-bit, so a served image equals the file ``restore`` would have written."""
+    peak, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
+    return (np.clip(image, 0.0, 1.0) * peak + 0.5).astype(dtype)
 
 
 def _encode(samples: np.ndarray, suffix: str) -> bytes:

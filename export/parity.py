@@ -27,7 +27,7 @@ from polygraphy.logger import G_LOGGER
 
 from irdeploy.fileio import json_ready
 
-from .images import SAMPLES, psnr, read_image, sample_path
+from .images import SAMPLES, psnr, read_image, sample_path, to_samples
 from .padding import crop_batch, pad_batch
 
 
@@ -210,10 +210,6 @@ def make_inputs(channels: int, sizes: Sequence[tuple[int, int, int]], seed: int 
     return inputs
 
 
-def _to_8bit(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
@@ -268,7 +264,7 @@ def compare(
         a, b = ref["output"], out["output"]
         diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
         p = psnr(a, b)
-        changed = float(np.mean(_to_8bit(a) != _to_8bit(b)))
+        changed = float(np.mean(to_samples(a) != to_samples(b)))
         cases.append(CaseResult(name, tuple(x.shape), float(diff.max()), float(diff.mean()), p, changed,
                                 bool(diff.max() <= tol.atol and p >= tol.min_psnr)))
     return ParityResult(precision, tol, tuple(cases), bool(accuracy))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.export.images import SAMPLES, read_image, sample_path, write_image
+from irdeploy.export.images import SAMPLES, read_image, sample_path, to_samples, write_image
 from irdeploy.fileio import atomic_write, json_ready
 
 # The photographs the bundled checkpoint was trained on; the rest are held out.
@@ -100,7 +100,7 @@ def _strip(blurred: np.ndarray, restored: np.ndarray, target: np.ndarray) -> np.
     h = blurred.shape[0]
     gap = np.ones((h, 8, 3), np.float32)
     strip = np.concatenate([blurred, gap, np.clip(restored, 0, 1), gap, target], axis=1)
-    image = Image.fromarray((strip * 255 + 0.5).astype(np.uint8))
+    image = Image.fromarray(to_samples(strip))
     draw = ImageDraw.Draw(image)
     w = blurred.shape[1]
     for i, label in enumerate(("blurred", "restored", "ground truth")):

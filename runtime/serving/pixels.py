@@ -1,16 +1,18 @@
 """8-bit pixels <-> float images in [0, 1], for clients that send plain images.
 
-The rounding is the one :func:`irdeploy.export.images.write_image` uses, so a restored image
-served as uint8 equals the file ``irdeploy`` would have written.
+The rounding is :func:`irdeploy.export.images.to_samples`, the one ``write_image`` uses, so a
+restored image served as uint8 equals the file ``irdeploy`` would have written.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from irdeploy.export.images import to_samples
+
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return to_samples(images, 8)
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
