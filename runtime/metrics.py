@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from irdeploy.export.images import psnr as _psnr
+from irdeploy.export.images import psnr as _psnr, to_samples
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 _K1, _K2, _PEAK = 0.01, 0.03, 255.0
 
 
 def quantize(image: np.ndarray) -> np.ndarray:
-    """Clip to [0, 1] and round to the 256 levels of an 8-bit file."""
-    return np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0) / 255.0
+    """The 256 levels of the 8-bit file ``restore`` would write (:func:`to_samples`), as floats."""
+    return to_samples(image).astype(np.float64) / 255.0
 
 
 def rgb_to_y(image: np.ndarray) -> np.ndarray:
