@@ -180,7 +180,7 @@ def _proc_rss_gb(pid: int) -> float | None:
 
 def photo_batches(size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Evaluation crops (centre) and calibration crops (opposite corners) of both photos, 1x3xSxS."""
-    from irdeploy.export.images import read_image, sample_path
+    from irdeploy.core.images import read_image, sample_path
 
     evals, calib = [], []
     for i, name in enumerate(IMAGES):
@@ -274,7 +274,7 @@ def ort_session(model_bytes: bytes):
 
 
 def accuracy(model_bytes: bytes, batches: list[np.ndarray], refs: list[np.ndarray], latency_runs: int) -> dict:
-    from irdeploy.export.images import psnr
+    from irdeploy.core.images import psnr
 
     try:
         session = ort_session(model_bytes)

@@ -33,7 +33,7 @@ import torch
 
 from irdeploy.export import to_onnx
 from irdeploy.export import graph
-from irdeploy.export.padding import pad_batch
+from irdeploy.core.padding import pad_batch
 from irdeploy.model import create
 from irdeploy.model.init import randomize_constants
 from irdeploy.model.layers import LayerNorm2d
@@ -62,7 +62,8 @@ def channel_axis_layernorm() -> Iterator[None]:
 
 def tensorrt_layers(path: Path) -> dict[str, int] | str:
     try:
-        from irdeploy.export.tensorrt_check import TensorRTUnavailable, check_onnx
+        from irdeploy.core.tensorrt import TensorRTUnavailable
+        from irdeploy.export.tensorrt_check import check_onnx
     except ImportError as exc:
         return f"unavailable: {exc}"
     try:

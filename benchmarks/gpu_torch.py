@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from irdeploy.export.eager_audit import eager_audit
-from irdeploy.export.images import psnr
+from irdeploy.core.images import psnr
 from irdeploy.model import create, final_image
 from irdeploy.model.init import randomize_constants
 

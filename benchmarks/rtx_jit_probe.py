@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from irdeploy.export import to_onnx
-from irdeploy.export.images import psnr
+from irdeploy.core.images import psnr
 from irdeploy.model import create
 from irdeploy.model.init import randomize_constants
 from irdeploy.runtime.tensorrt import TensorRTEngine, build_engine

@@ -55,8 +55,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from irdeploy.core.precision import REDUCED, check_precision
+
 INSTALL_HINT = 'pip install "irdeploy[modelopt]"'
-PRECISIONS = ("fp16", "bf16")
 DEFAULT_DATA_MAX = 512.0
 DEFAULT_INIT_MAX = float(np.finfo(np.float16).max)
 
@@ -122,8 +123,7 @@ def autocast_modelopt(
     reference run uses ONNX Runtime's CPU provider. Raises :class:`ModelOptUnavailable` when
     ModelOpt is not installed and ``ValueError`` for bad arguments.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r} for AutoCast; choose from {', '.join(PRECISIONS)}")
+    check_precision(precision, REDUCED)
     autocast = _import_autocast()
     autocast.configure_logging(log_level)
     # AutoCast takes a path: write a ModelProto (or copy nothing: read a path in place).

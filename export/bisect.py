@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from .images import psnr
+from irdeploy.core.images import psnr
+
 from .precision import emulate_low_precision, to_mixed_precision
 
 

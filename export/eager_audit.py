@@ -18,12 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from irdeploy.core.images import psnr
 from irdeploy.model import final_image
 from irdeploy.model.attention import ChannelAttention
 from irdeploy.model.layers import LayerNorm2d
 from irdeploy.model.tlc import LocalAvgPool2d
-
-from .images import psnr
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # Outermost modules of each family; a family's modules run whole (an attention block's own

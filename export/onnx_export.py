@@ -19,16 +19,16 @@ import onnx
 import torch
 from torch import nn
 
-from irdeploy.fileio import atomic_write
+from irdeploy.core.fileio import atomic_write
+from irdeploy.core.metadata import ExportMetadata
+from irdeploy.core.precision import check_precision
 from irdeploy.model.stats import model_stats
 
-from .metadata import ExportMetadata
 from .parity import check_parity, make_inputs, parity_sizes
 from .report import ExportReport
 from .tracing import InputSpec, trace_to_onnx
 
 DEFAULT_OPSET = 18
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class ExportError(RuntimeError):
@@ -93,8 +93,7 @@ def to_onnx(
     :class:`ExportError` when the TensorRT parser or the parity gate rejects the graph.
     """
     path = Path(path)
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    check_precision(precision)
     opset = opset or (23 if attention == "onnx23" else DEFAULT_OPSET)
     _check_destination(path)
     spec, notes = _input_spec(model, dynamic, static_shape, channels)
@@ -162,7 +161,9 @@ def to_onnx(
 
 def _tensorrt_check(data: bytes):
     """Parse with TensorRT's ONNX parser; a skip reason (str) when no TensorRT is importable."""
-    from .tensorrt_check import TensorRTUnavailable, check_onnx
+    from irdeploy.core.tensorrt import TensorRTUnavailable
+
+    from .tensorrt_check import check_onnx
 
     try:
         result = check_onnx(data)

@@ -3,7 +3,7 @@
 Polygraphy's :class:`~polygraphy.comparator.Comparator` runs two runners on the same inputs:
 an :class:`EagerRunner` (the PyTorch model in float32, which pads internally) and Polygraphy's
 own ``OnnxrtRunner`` wrapped in a :class:`PaddedRunner` that applies the graph's padding
-contract (:mod:`irdeploy.export.padding`). ``SimpleCompareFunc`` checks the absolute
+contract (:mod:`irdeploy.core.padding`). ``SimpleCompareFunc`` checks the absolute
 tolerance; beside it we report max/mean absolute error and PSNR per input, because a
 low-precision graph is judged by PSNR against a floor, not by its worst pixel.
 
@@ -25,10 +25,9 @@ from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 from polygraphy.comparator import Comparator, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
-from irdeploy.fileio import json_ready
-
-from .images import SAMPLES, psnr, read_image, sample_path, to_samples
-from .padding import crop_batch, pad_batch
+from irdeploy.core.fileio import json_ready
+from irdeploy.core.images import SAMPLES, psnr, read_image, sample_path, to_samples
+from irdeploy.core.padding import crop_batch, pad_batch
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference, version_converter
 
+from irdeploy.core.precision import REDUCED, check_precision
+
 _FLOAT = TensorProto.FLOAT
-PRECISIONS: dict[str, int] = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
+_LOW_TYPES: dict[str, int] = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}  # keys: core REDUCED
 # The float32 policy, chosen with irdeploy.export.audit on the tiny M3SNet, MPRNet and MHNet
 # (real photographs; numbers in the audit's tests and the export README):
 # - Reductions over the pixels: ReduceMean (channel-attention pooling) and ReduceL2 (attention's
@@ -291,9 +293,7 @@ class _Plan:
 
 
 def _low_type(precision: str) -> int:
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
+    return _LOW_TYPES[check_precision(precision, REDUCED)]
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -15,10 +15,10 @@ from typing import Any
 
 import onnx
 
-from irdeploy.fileio import atomic_write
+from irdeploy.core.fileio import atomic_write
+from irdeploy.core.metadata import ExportMetadata
 
 from . import graph
-from .metadata import ExportMetadata
 
 
 @dataclass

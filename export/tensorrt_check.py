@@ -1,10 +1,8 @@
 """What TensorRT's ONNX parser makes of a graph: the export's last check, and the build's first step.
 
-TensorRT comes in two flavours with the same Python API: data-centre TensorRT (module
-``tensorrt``; 10.x/11.x, H100-class GPUs) and TensorRT-RTX (module ``tensorrt_rtx``; RTX GPUs,
-and CPU-only machines that build engines ahead of time). The flavour choice and the parse live
-here, in :mod:`irdeploy.export`, because the export checks graphs with them and the engine
-builder in :mod:`irdeploy.runtime.tensorrt` reuses them (dependencies point runtime -> export).
+The flavour choice and the import are :mod:`irdeploy.core.tensorrt`; the parse lives here, in
+:mod:`irdeploy.export`, because the export checks graphs with it and the engine builder in
+:mod:`irdeploy.runtime.tensorrt` reuses it (dependencies point runtime -> export).
 
 Networks are always created ``STRONGLY_TYPED``: TensorRT 11 has no other mode, and it makes the
 graph's own tensor types the engine's precision.
@@ -12,7 +10,6 @@ graph's own tensor types the engine's precision.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,72 +17,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-FLAVOURS = ("auto", "tensorrt", "rtx")
-MODULES = {"tensorrt": "tensorrt", "rtx": "tensorrt_rtx"}
-NAMES = {"tensorrt": "TensorRT", "rtx": "TensorRT-RTX"}
-INSTALL = {
-    "tensorrt": "pip install tensorrt-cu13 (data-centre GPUs; needs NVIDIA's index, see the README)",
-    "rtx": "pip install tensorrt-rtx-cu13==1.7.1.116 (or the irdeploy[rtx] extra)",
-}
-
-
-class TensorRTUnavailable(ImportError):
-    """No usable TensorRT module of the requested flavour; the message says what to install."""
+from irdeploy.core.tensorrt import NAMES, flavour_of, import_tensorrt, make_logger
 
 
 class TensorRTParseError(ValueError):
     """The ONNX parser rejected the graph; the message names the first failing node."""
-
-
-def import_tensorrt(flavour: str = "auto") -> ModuleType:
-    """Import TensorRT: ``"tensorrt"``, ``"rtx"``, or ``"auto"`` (data-centre first, then RTX).
-
-    A ``tensorrt`` package that is installed but cannot load its libraries (the bindings wheel
-    alone) counts as missing, so ``auto`` still falls back to TensorRT-RTX.
-    """
-    if flavour not in FLAVOURS:
-        raise ValueError(f"unknown TensorRT flavour {flavour!r}; choose from {', '.join(FLAVOURS)}")
-    candidates = ("tensorrt", "rtx") if flavour == "auto" else (flavour,)
-    reasons = []
-    for name in candidates:
-        try:
-            return importlib.import_module(MODULES[name])
-        except (ImportError, OSError) as exc:  # OSError: bindings present, shared libraries not
-            reasons.append(f"{MODULES[name]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    wanted = " or ".join(f"`{INSTALL[n]}`" for n in candidates)
-    raise TensorRTUnavailable(f"no TensorRT found ({'; '.join(reasons)}); install it with {wanted}")
-
-
-def flavour_of(trt: ModuleType) -> str:
-    """``"tensorrt"`` or ``"rtx"`` for a module returned by :func:`import_tensorrt`."""
-    return "rtx" if trt.__name__.split(".")[0] == "tensorrt_rtx" else "tensorrt"
-
-
-def describe(trt: ModuleType) -> str:
-    """``"TensorRT-RTX 1.7.1.116"``: how a flavour and version are named in messages."""
-    return f"{NAMES[flavour_of(trt)]} {trt.__version__}"
-
-
-def make_logger(trt: ModuleType) -> Any:
-    """A TensorRT logger that keeps errors instead of printing them.
-
-    TensorRT reports build and parse failures through its logger, often as multi-line text on
-    stderr; keeping them lets callers raise one line that quotes the first error.
-    """
-
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                self.errors.append(" ".join(msg.split()))
-
-        def first_error(self, default: str) -> str:
-            return self.errors[0] if self.errors else default
-
-    return CollectingLogger()
 
 
 @dataclass(frozen=True)

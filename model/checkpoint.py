@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from irdeploy.fileio import atomic_path, sha256_file
+from irdeploy.core.fileio import atomic_path, sha256_file
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")

@@ -1,6 +1,6 @@
 """Training batches from paired folders: random crops with flips and transposes.
 
-Folders pair through :func:`irdeploy.export.pairs.find_pairs` (``input/`` + ``target/``, same
+Folders pair through :func:`irdeploy.core.pairs.find_pairs` (``input/`` + ``target/``, same
 names, equal sizes). Each sample is addressed by ``(pair index, seed)`` rather than drawn from a
 global random state: :func:`step_keys` derives the keys of training step ``s`` from
 ``(seed, s)`` alone, so a resumed run sees exactly the batches an uninterrupted one would, and
@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from irdeploy.export.images import read_image
-from irdeploy.export.pairs import ImagePair, find_pairs
+from irdeploy.core.images import read_image
+from irdeploy.core.pairs import ImagePair, find_pairs
 
 Key = tuple[int, int]
 

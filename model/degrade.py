@@ -160,8 +160,8 @@ def degrade_folder(clean_dir: str | os.PathLike, out_dir: str | os.PathLike, kin
     as ``crops`` random ``size`` x ``size`` crops named ``<stem>_<k>.png``. Output ``j`` of image
     ``i`` draws from ``default_rng([seed, i, j])``: the same seed gives the same files.
     """
-    from irdeploy.export.images import read_image, write_image
-    from irdeploy.export.pairs import list_images
+    from irdeploy.core.images import read_image, write_image
+    from irdeploy.core.pairs import list_images
 
     if kind not in KINDS:
         raise ValueError(f"unknown degradation {kind!r}; expected one of {', '.join(KINDS)}")

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from irdeploy.export.images import psnr, read_image
-from irdeploy.export.pairs import find_pairs
-from irdeploy.fileio import atomic_path, atomic_write
+from irdeploy.core.images import psnr, read_image
+from irdeploy.core.pairs import find_pairs
+from irdeploy.core.fileio import atomic_path, atomic_write
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import PairedCrops, StepBatchSampler

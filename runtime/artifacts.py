@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import irdeploy
-from irdeploy.fileio import sha256_file, sha256_json
+from irdeploy.core.fileio import sha256_file, sha256_json
 
 from .backends import Backend
 
@@ -102,7 +102,7 @@ def cached_engine(onnx_path: Path, precision: str, cache_dir: Path) -> Artifact:
     TensorRT-RTX builds for the current GPU only (smaller and faster to build than its default
     of every RTX architecture; this cache serves this machine).
     """
-    from irdeploy.export.tensorrt_check import flavour_of, import_tensorrt
+    from irdeploy.core.tensorrt import flavour_of, import_tensorrt
 
     from .tensorrt import build_engine
 
@@ -164,7 +164,7 @@ def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None 
         raise ValueError(f"the {kind} backend needs {'--engine, ' if kind == 'trt' else ''}--onnx, or --model with --checkpoint")
     if kind == "trt" and not engine:
         # Fail before a minutes-long export and build when nothing could run the engine.
-        from irdeploy.export.tensorrt_check import import_tensorrt
+        from irdeploy.core.tensorrt import import_tensorrt
 
         from .tensorrt.device import current_gpu
 

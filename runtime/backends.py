@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.export.padding import crop_batch, pad_batch
+from irdeploy.core.metadata import PAD_MODE_KEY, PAD_MULTIPLE_KEY
+from irdeploy.core.padding import crop_batch, pad_batch
 
 
 class Backend(ABC):
@@ -120,8 +121,8 @@ class OnnxRuntimeBackend(Backend):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{path}: ONNX Runtime cannot load it ({first[:300]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.pad_multiple = int(meta.get("irdeploy.pad_multiple", 1))
-        self.pad_mode = meta.get("irdeploy.pad_mode", "constant")
+        self.pad_multiple = int(meta.get(PAD_MULTIPLE_KEY, 1))
+        self.pad_mode = meta.get(PAD_MODE_KEY, "constant")
         self.input_name = self.session.get_inputs()[0].name
         channels = self.session.get_inputs()[0].shape[1]
         self.channels = channels if isinstance(channels, int) else 3

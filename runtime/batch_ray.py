@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.export.images import from_batch, to_batch
+from irdeploy.core.images import from_batch, to_batch
 
 from .serving.artifact import open_artifact_backend
 from .serving.batching import infer_by_size

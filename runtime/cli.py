@@ -12,6 +12,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from irdeploy.core.precision import ENGINE_PRECISIONS, PRECISIONS, REDUCED
+from irdeploy.core.tensorrt import FLAVOURS
+
 
 def _cmd_models(args: argparse.Namespace) -> int:
     import torch
@@ -96,7 +99,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_fp16_audit(args: argparse.Namespace) -> int:
     import json
 
-    from irdeploy.fileio import atomic_write, json_ready
+    from irdeploy.core.fileio import atomic_write, json_ready
 
     from irdeploy.export.audit import audit_model, format_table
     from irdeploy.export.eager_audit import format_eager_table
@@ -142,7 +145,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     else:
         import onnx
 
-        from irdeploy.export.metadata import ExportMetadata
+        from irdeploy.core.metadata import ExportMetadata
 
         meta = ExportMetadata.read(onnx.load(args.onnx, load_external_data=False))
         precision = meta.precision if meta else "fp32"
@@ -170,7 +173,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from irdeploy.model import load_model
 
-    from .bench import BenchConfig, bench_model, parse_shape, parse_threads
+    from irdeploy.core.shapes import parse_shape
+
+    from .bench import BenchConfig, bench_model, parse_threads
     from .bench.console import print_table, progress_bar
 
     shapes = [parse_shape(s) for s in args.shapes.split(",")]
@@ -251,7 +256,7 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     _add_model_args(p, required=False)
     p.add_argument("--onnx", help="ONNX graph to run (ort) or to build an engine from (trt)")
     p.add_argument("--engine", help="TensorRT engine to run (trt)")
-    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "best"), default="fp32",
+    p.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp32",
                    help="of the ONNX graph (ort) or engine (trt) made on the fly from --model/--checkpoint (default: %(default)s)")
     p.add_argument("--cache-dir", help="where graphs and engines made on the fly are kept (default: $XDG_CACHE_HOME/irdeploy)")
     p.add_argument("--threads", type=int, help="intra-op threads (torch, ONNX Runtime)")
@@ -309,7 +314,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from irdeploy.export.pairs import find_pairs
+    from irdeploy.core.pairs import find_pairs
 
     from .artifacts import open_backend
     from .evaluate import evaluate
@@ -350,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to a checked ONNX graph")
     _add_model_args(p)
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--attention", choices=("matmul", "onnx23"), default="matmul",
                    help="attention core: MatMul-Softmax-MatMul (opset 18) or the opset-23 Attention op")
     p.add_argument("--opset", type=int, help="ONNX opset (default 18, 23 for --attention onnx23)")
@@ -365,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fp16-audit", help="rank op families by the error low precision adds")
     _add_model_args(p)
-    p.add_argument("--precision", choices=("fp16", "bf16"), default="fp16")
+    p.add_argument("--precision", choices=REDUCED, default="fp16")
     p.add_argument("--size", type=_size, default=(128, 128), metavar="HxW", help="image crop size (default 128x128)")
     p.add_argument("--json", help="also write the rows as JSON")
     p.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch cross-check")
@@ -374,10 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="build a strongly typed TensorRT engine from an ONNX graph")
     p.add_argument("onnx")
     p.add_argument("-o", "--output", required=True, help="engine file (a .json sidecar is written beside it)")
-    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "best"), default="fp16")
+    p.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp16")
     p.add_argument("--shapes", nargs="+", metavar="KIND=NxCxHxW",
                    help="min=1x3x64x64 opt=1x3x720x1280 max=1x3x1088x1920 (default; rounded to the pad multiple)")
-    p.add_argument("--trt", choices=("auto", "tensorrt", "rtx"), default="auto",
+    p.add_argument("--trt", choices=FLAVOURS, default="auto",
                    help="TensorRT flavour: auto = data-centre TensorRT if importable, else TensorRT-RTX")
     p.add_argument("--workspace", type=int, help="builder workspace limit in bytes")
     p.add_argument("--opt-level", type=int, help="builder optimization level 0-5")
@@ -401,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency, throughput and parity across backends and precisions")
     _add_model_args(p)
     p.add_argument("--backends", default="torch,ort", help="comma-separated: torch,torch-compile,ort,trt (default: %(default)s)")
-    p.add_argument("--precisions", default="fp32", help="comma-separated: fp32,fp16,bf16 (default: %(default)s)")
+    p.add_argument("--precisions", default="fp32", help=f"comma-separated: {','.join(PRECISIONS)} (default: %(default)s)")
     p.add_argument("--shapes", default="1x3x256x256", help="comma-separated NxCxHxW (default: %(default)s)")
     p.add_argument("--batch", help="comma-separated batch sizes replacing N of every shape, e.g. 1,4")
     p.add_argument("--iterations", type=int, default=20, help="timed runs per candidate (default: %(default)s)")
@@ -514,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from irdeploy.export import ExportError
-    from irdeploy.export.tensorrt_check import TensorRTUnavailable
+    from irdeploy.core.tensorrt import TensorRTUnavailable
     from irdeploy.model import CheckpointError
 
     from .tensorrt import NoGPUError

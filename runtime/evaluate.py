@@ -2,7 +2,7 @@
 
 :func:`evaluate` runs a :class:`~irdeploy.runtime.backends.Backend` (torch, ONNX Runtime or
 TensorRT, whichever ``infer`` it is) on every pair of a benchmark folder (``input/`` +
-``target/``, see :mod:`irdeploy.export.pairs`) and scores the output as the papers do (see
+``target/``, see :mod:`irdeploy.core.pairs`) and scores the output as the papers do (see
 :mod:`irdeploy.runtime.metrics`): PSNR and SSIM on RGB and on the Y channel, after rounding to 8
 bits. The degraded inputs are scored too, so the table shows what the network gained.
 
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.export.images import from_batch, read_image, to_batch
-from irdeploy.export.pairs import ImagePair
-from irdeploy.fileio import atomic_write, json_ready
+from irdeploy.core.images import from_batch, read_image, to_batch
+from irdeploy.core.pairs import ImagePair
+from irdeploy.core.fileio import atomic_write, json_ready
 
 from .backends import Backend
 from .metrics import all_metrics, psnr, quantize

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from irdeploy.export.images import psnr as _psnr, to_samples
+from irdeploy.core.images import psnr as _psnr, to_samples
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 _K1, _K2, _PEAK = 0.01, 0.03, 255.0

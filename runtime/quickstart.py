@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.export.images import SAMPLES, read_image, sample_path, to_samples, write_image
-from irdeploy.fileio import atomic_write, json_ready
+from irdeploy.core.images import SAMPLES, read_image, sample_path, to_samples, write_image
+from irdeploy.core.fileio import atomic_write, json_ready
 
 # The photographs the bundled checkpoint was trained on; the rest are held out.
 TRAIN_PHOTOS = ("chelsea.png", "astronaut.png", "rocket.jpg")
@@ -117,7 +117,7 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
     import torch
 
     from irdeploy.export import to_onnx
-    from irdeploy.export.pairs import find_pairs
+    from irdeploy.core.pairs import find_pairs
     from irdeploy.model import load_model
 
     from .backends import OnnxRuntimeBackend, TorchBackend

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irdeploy.export.images import (NO_ALPHA_SUFFIXES, SIXTEEN_BIT_SUFFIXES, SUFFIXES, DecodedImage, ImageError,
+from irdeploy.core.images import (NO_ALPHA_SUFFIXES, SIXTEEN_BIT_SUFFIXES, SUFFIXES, DecodedImage, ImageError,
                                     from_batch, load_image, to_batch, to_channels, write_image)
 
 from .backends import Backend

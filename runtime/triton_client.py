@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.export.images import from_batch, to_batch
-from irdeploy.export.padding import crop_batch, pad_batch
+from irdeploy.core.images import from_batch, to_batch
+from irdeploy.core.metadata import PAD_MODE_KEY, PAD_MULTIPLE_KEY
+from irdeploy.core.padding import crop_batch, pad_batch
 
-from .serving.config import PAD_MODE_KEY, PAD_MULTIPLE_KEY
 from .serving.errors import ServingError, require
 from .serving.pixels import to_float, to_uint8
 from .serving.server import DEFAULT_MODEL

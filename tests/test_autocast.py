@@ -19,7 +19,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from irdeploy.export.autocast import INSTALL_HINT, ModelOptUnavailable, autocast_modelopt, modelopt_available
-from irdeploy.export.images import psnr, read_image, sample_path
+from irdeploy.core.images import psnr, read_image, sample_path
 
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 

@@ -17,8 +17,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from irdeploy.core.shapes import parse_shape
 from irdeploy.runtime.bench import (BenchConfig, BenchResult, Candidate, Row, Stats, bench_model, copy_gbps,
-                                    matmul_tflops, measure, parse_shape, parse_threads, peak_gmac_per_s, percentile,
+                                    matmul_tflops, measure, parse_threads, peak_gmac_per_s, percentile,
                                     share_of_peak, summary_markdown, thread_groups)
 from irdeploy.runtime.bench.chart import render_png
 from irdeploy.runtime.bench.gpu import TensorRTProbe, TorchCudaProbe, apply_ceilings

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from irdeploy.model import create, load_model, save_checkpoint
-from irdeploy.export.images import SAMPLES, read_image, sample_path
+from irdeploy.core.images import SAMPLES, read_image, sample_path
 
 
 def _run(*args: str, cwd=None) -> subprocess.CompletedProcess:

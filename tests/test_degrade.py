@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irdeploy.export.images import read_image, sample_path
-from irdeploy.export.pairs import find_pairs
+from irdeploy.core.images import read_image, sample_path
+from irdeploy.core.pairs import find_pairs
 from irdeploy.model.degrade import (
     apply_kernel, blur, degrade, degrade_folder, motion_blur, rain, random_motion_kernel, splat_kernel,
 )

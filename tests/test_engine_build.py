@@ -19,6 +19,7 @@ from onnx import TensorProto, helper
 import irdeploy
 from conftest import requires_rtx
 
+from irdeploy.core.precision import PRECISIONS
 from irdeploy.export.precision import to_mixed_precision
 from irdeploy.model.layers import LayerNorm2d
 from irdeploy.runtime.tensorrt import (
@@ -36,7 +37,6 @@ from irdeploy.runtime.tensorrt.profiles import graph_input, resolve_profile
 pytestmark = requires_rtx
 
 ARCHS = ("m3snet", "mhnet", "mprnet")
-PRECISIONS = ("fp32", "fp16", "bf16")
 # Small dynamic profiles (batch, height and width all vary) keep each CPU build at a few seconds.
 SHAPES = {arch: {"min": (1, 3, 32, 32), "opt": (1, 3, 32, 32), "max": (2, 3, 64, 64)} for arch in ARCHS}
 STATIC = (1, 64, 64)

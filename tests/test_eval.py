@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import TINY, assert_runs_without_torch
 
-from irdeploy.export.images import read_image, sample_path
-from irdeploy.export.pairs import find_pairs
+from irdeploy.core.images import read_image, sample_path
+from irdeploy.core.pairs import find_pairs
 from irdeploy.model import save_checkpoint
 from irdeploy.model.degrade import degrade_folder
 from irdeploy.runtime.backends import Backend, TorchBackend
@@ -154,7 +154,7 @@ def test_eval_cli_errors(eval_data, tiny_checkpoint, tmp_path, capsys):
 def test_eval_on_onnxruntime_does_not_import_torch(eval_data, tiny_checkpoint):
     onnx_path, _, _ = tiny_checkpoint
     assert_runs_without_torch(
-        "from irdeploy.export.pairs import find_pairs\n"
+        "from irdeploy.core.pairs import find_pairs\n"
         "from irdeploy.runtime.backends import OnnxRuntimeBackend\n"
         "from irdeploy.runtime.evaluate import evaluate\n"
         f"result = evaluate(OnnxRuntimeBackend({str(onnx_path)!r}, threads=1), find_pairs({str(eval_data)!r}))\n"

@@ -16,8 +16,8 @@ from conftest import FIXTURES, tiny_model
 
 from irdeploy.export import ExportError, inspect_onnx, to_onnx
 from irdeploy.export import graph
-from irdeploy.export.metadata import ExportMetadata
-from irdeploy.export.padding import crop_batch, pad_batch
+from irdeploy.core.metadata import ExportMetadata
+from irdeploy.core.padding import crop_batch, pad_batch
 from irdeploy.model import to_local
 from irdeploy.model.layers import LayerNorm2d
 

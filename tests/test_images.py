@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irdeploy.export.images import ImageError, load_image, read_image, sample_path, write_image
+from irdeploy.core.images import ImageError, load_image, read_image, sample_path, write_image
 
 
 @pytest.fixture(scope="module")

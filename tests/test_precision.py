@@ -22,7 +22,7 @@ import torch
 from conftest import TINY
 from onnx import TensorProto, helper, numpy_helper
 
-from irdeploy.export.images import psnr, read_image, sample_path
+from irdeploy.core.images import psnr, read_image, sample_path
 from irdeploy.export.precision import BF16_FP32_OPS, DEFAULT_FP32_OPS, emulate_low_precision, to_mixed_precision
 
 LOW = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irdeploy.export.images import read_image, sample_path, to_batch
+from irdeploy.core.images import read_image, sample_path, to_batch
 from irdeploy.runtime.backends import OnnxRuntimeBackend
 from irdeploy.runtime.batch_ray import RestoreBatch
 from irdeploy.runtime.serving.pixels import to_float, to_uint8

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import TINY, tiny_model
 
-from irdeploy.export.images import load_image, read_image, sample_path, to_batch, write_image
-from irdeploy.fileio import sha256_file as sha256
+from irdeploy.core.images import load_image, read_image, sample_path, to_batch, write_image
+from irdeploy.core.fileio import sha256_file as sha256
 from irdeploy.model import save_checkpoint
 from irdeploy.runtime.artifacts import onnx_cache_key, open_backend
 from irdeploy.runtime.backends import TorchBackend

@@ -11,7 +11,7 @@ import torch
 from conftest import TINY, requires_rtx, tiny_model
 
 from irdeploy.export import graph
-from irdeploy.export.images import read_image, sample_path, to_batch
+from irdeploy.core.images import read_image, sample_path, to_batch
 from irdeploy.model import create
 from irdeploy.model.attention import ChannelAttention, WindowAttention
 from irdeploy.model.init import randomize_constants

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import irdeploy.core.tensorrt as core_tensorrt
 import irdeploy.export.tensorrt_check as tensorrt_check
 import irdeploy.runtime.tensorrt as runtime_tensorrt
 
@@ -41,7 +42,7 @@ RTX_ONLY = frozenset({
 })
 # Weakly-typed API that TensorRT 11 removed: irdeploy must never use it.
 REMOVED = ("execute_async_v2", "EXPLICIT_BATCH", "OBEY_PRECISION_CONSTRAINTS", "set_output_type")
-SOURCES = [Path(tensorrt_check.__file__), *sorted(Path(runtime_tensorrt.__file__).parent.glob("*.py"))]
+SOURCES = [Path(core_tensorrt.__file__), Path(tensorrt_check.__file__), *sorted(Path(runtime_tensorrt.__file__).parent.glob("*.py"))]
 
 
 def _extract(wheel: Path, dest: Path) -> Path:

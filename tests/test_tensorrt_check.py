@@ -11,13 +11,8 @@ from onnx import TensorProto, helper
 
 from conftest import requires_rtx
 
-from irdeploy.export.tensorrt_check import (
-    TensorRTParseError,
-    TensorRTUnavailable,
-    check_onnx,
-    flavour_of,
-    import_tensorrt,
-)
+from irdeploy.core.tensorrt import TensorRTUnavailable, flavour_of, import_tensorrt
+from irdeploy.export.tensorrt_check import TensorRTParseError, check_onnx
 from irdeploy.model.attention import ChannelAttention
 from irdeploy.model.layers import LayerNorm2d
 

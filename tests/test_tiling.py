@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import tiny_model
 
-from irdeploy.export.images import psnr, read_image, sample_path, to_batch
+from irdeploy.core.images import psnr, read_image, sample_path, to_batch
 from irdeploy.model import to_local
 from irdeploy.runtime.backends import TorchBackend
 from irdeploy.runtime.tiling import fits, infer_tiled, tile_size, tile_spans

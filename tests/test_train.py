@@ -11,8 +11,8 @@ import torch
 from conftest import TINY, tiny_model
 
 import irdeploy.model.train as train_module
-from irdeploy.export.images import psnr, read_image, sample_path, write_image
-from irdeploy.export.pairs import PairingError, find_pairs
+from irdeploy.core.images import psnr, read_image, sample_path, write_image
+from irdeploy.core.pairs import PairingError, find_pairs
 from irdeploy.model import CheckpointError, load_model
 from irdeploy.model.data import PairedCrops, step_keys
 from irdeploy.model.degrade import degrade_folder

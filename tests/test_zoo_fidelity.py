@@ -8,7 +8,7 @@ import torch
 from conftest import FIXTURES, load_index, load_manifests
 
 from irdeploy.model import create, load_checkpoint, to_local
-from irdeploy.fileio import sha256_file
+from irdeploy.core.fileio import sha256_file
 
 INDEX = load_index()
 TOLERANCE = 1e-4  # what index.json says a faithful float32 implementation reaches

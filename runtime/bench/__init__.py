@@ -25,15 +25,13 @@ without it); :func:`bench_model` imports it when it needs the eager model.
 """
 
 from .measure import BenchConfig, Candidate, Clock, ComputeProbe, Progress, Row, measure, peak_rss_mb
-from .plan import (BACKENDS, PRECISIONS, CastTorchBackend, bench_model, parse_shape, parse_threads,
-                   tensorrt_unavailable, thread_groups)
+from .plan import BACKENDS, CastTorchBackend, bench_model, parse_threads, tensorrt_unavailable, thread_groups
 from .results import CSV_FIELDS, BenchResult, cpu_name, machine_info, summary_markdown
 from .stats import Stats, copy_gbps, matmul_tflops, peak_gmac_per_s, percentile, share_of_peak
 
 __all__ = [
     "BACKENDS",
     "CSV_FIELDS",
-    "PRECISIONS",
     "BenchConfig",
     "BenchResult",
     "Candidate",
@@ -49,7 +47,6 @@ __all__ = [
     "machine_info",
     "matmul_tflops",
     "measure",
-    "parse_shape",
     "parse_threads",
     "peak_gmac_per_s",
     "peak_rss_mb",

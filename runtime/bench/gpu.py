@@ -72,7 +72,7 @@ class TensorRTProbe:
     ``infer_device`` between two CUDA events on the engine's stream."""
 
     def __init__(self, backend: Any, batch: np.ndarray) -> None:
-        from irdeploy.export.padding import pad_batch
+        from irdeploy.core.padding import pad_batch
         from irdeploy.runtime.tensorrt.device import check, cudart
 
         self.rt, self.check, self.engine = cudart(), check, backend.engine

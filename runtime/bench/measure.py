@@ -166,7 +166,7 @@ def measure(
     receives the label of every timed call in sequence (tests check the interleaving). Rows come
     back in the order of ``candidates``, skipped ones included.
     """
-    from irdeploy.export.images import psnr
+    from irdeploy.core.images import psnr
 
     config = config or BenchConfig()
     n, _, h, w = batch.shape

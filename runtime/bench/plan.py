@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from irdeploy.core.precision import check_precision
 from irdeploy.runtime.backends import TorchBackend
 
 from .gpu import (CPU_COMPUTE_REASON, ORT_COMPUTE_REASON, TORCH_DTYPES, TensorRTProbe, TorchCudaProbe,
@@ -26,19 +27,7 @@ from .measure import BenchConfig, Candidate, Clock, Progress, measure, one_line
 from .results import BenchResult
 
 BACKENDS = ("torch", "torch-compile", "ort", "trt")
-PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def parse_shape(text: str) -> tuple[int, int, int, int]:
-    """``"1x3x256x256"`` -> ``(1, 3, 256, 256)``."""
-    try:
-        dims = tuple(int(d) for d in text.lower().split("x"))
-    except ValueError:
-        dims = ()
-    if len(dims) != 4 or min(dims) < 1:
-        raise ValueError(f"bad shape {text!r}: expected NxCxHxW, e.g. 1x3x256x256")
-    return dims  # type: ignore[return-value]
 
 
 def parse_threads(text: str) -> list[int]:
@@ -128,7 +117,7 @@ class _Artifacts:
     def engine(self, precision: str) -> tuple[Path, float | None, float | None]:
         """An engine built from the fp32 graph (the build's mixed-precision pass makes fp16/bf16):
         its path, the export seconds and the build seconds."""
-        from irdeploy.export.tensorrt_check import flavour_of, import_tensorrt
+        from irdeploy.core.tensorrt import flavour_of, import_tensorrt
         from irdeploy.runtime.tensorrt import build_engine
 
         path, export_seconds = self.onnx("fp32")
@@ -215,8 +204,7 @@ def bench_model(
         if b not in BACKENDS:
             raise ValueError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
     for p in precisions:
-        if p not in PRECISIONS:
-            raise ValueError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+        check_precision(p)
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
     cuda_reason = cuda_unavailable()

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from irdeploy.fileio import json_ready
+from irdeploy.core.fileio import json_ready
 
 from .measure import BenchConfig, Row
 from .stats import Stats
@@ -222,7 +222,7 @@ class BenchResult:
         Each file goes through a temporary name and a rename: an interrupted run never leaves a
         truncated file behind.
         """
-        from irdeploy.fileio import atomic_write
+        from irdeploy.core.fileio import atomic_write
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ from typing import Any
 
 import onnx
 
-from irdeploy.export.metadata import ExportMetadata
-from irdeploy.export.padding import aligned
+from irdeploy.core.metadata import ExportMetadata
+from irdeploy.core.padding import aligned
 
 from ..tensorrt.errors import EngineLoadError
 from ..tensorrt.profiles import Profile

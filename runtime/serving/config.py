@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from irdeploy.core.metadata import PAD_MODE_KEY, PAD_MULTIPLE_KEY
+
 from .artifact import ArtifactSpec, TensorSpec
 from .errors import ServingError, require
 
@@ -19,8 +21,6 @@ KINDS = ("auto", "gpu", "cpu")
 ACCELERATORS = ("tensorrt", "cuda")
 # Config parameters that tell a client the padding contract of the raw tensor model (Triton
 # runs the graph as it is: H and W must be multiples of the pad multiple).
-PAD_MULTIPLE_KEY = "irdeploy.pad_multiple"
-PAD_MODE_KEY = "irdeploy.pad_mode"
 DEFAULT_MAX_BATCH = 8
 
 

@@ -1,6 +1,6 @@
 """8-bit pixels <-> float images in [0, 1], for clients that send plain images.
 
-The rounding is :func:`irdeploy.export.images.to_samples`, the one ``write_image`` uses, so a
+The rounding is :func:`irdeploy.core.images.to_samples`, the one ``write_image`` uses, so a
 restored image served as uint8 equals the file ``irdeploy`` would have written.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from irdeploy.export.images import to_samples
+from irdeploy.core.images import to_samples
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

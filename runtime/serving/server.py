@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.export.padding import aligned
+from irdeploy.core.padding import aligned
 
 from .artifact import open_artifact_backend
 from .batching import infer_by_size

@@ -6,11 +6,11 @@
 - :class:`TensorRTEngine`: checks the sidecar against this machine, then runs the engine with
   cuda-python buffers and streams.
 
-The flavour choice and the ONNX parse are shared with the export's check
-(:mod:`irdeploy.export.tensorrt_check`).
+The flavour choice is :mod:`irdeploy.core.tensorrt`; the ONNX parse is shared with the export's
+check (:mod:`irdeploy.export.tensorrt_check`).
 """
 
-from .build import ATTENTION_MODES, PRECISIONS, BuildResult, build_engine
+from .build import ATTENTION_MODES, BuildResult, build_engine
 from .engine import TensorRTEngine
 from .errors import EngineBuildError, EngineLoadError, NoGPUError
 from .profiles import Profile, parse_shapes
@@ -18,7 +18,6 @@ from .sidecar import read_sidecar, sidecar_path
 
 __all__ = [
     "ATTENTION_MODES",
-    "PRECISIONS",
     "BuildResult",
     "EngineBuildError",
     "EngineLoadError",

@@ -43,17 +43,19 @@ from onnx import external_data_helper
 
 import irdeploy
 from irdeploy.export.graph import compute_precision
-from irdeploy.fileio import atomic_write, sha256_bytes
+from irdeploy.core.fileio import atomic_write, sha256_bytes
 from irdeploy.export.precision import to_mixed_precision
-from irdeploy.export.tensorrt_check import ParsedNetwork, describe, flavour_of, import_tensorrt, layer_histogram, parse_onnx
+from irdeploy.core.precision import ENGINE_PRECISIONS
+from irdeploy.core.tensorrt import describe, flavour_of, import_tensorrt
+from irdeploy.export.tensorrt_check import ParsedNetwork, layer_histogram, parse_onnx
 
 from .device import current_gpu
 from .errors import EngineBuildError
 from .profiles import Profile, graph_input, resolve_profile
 from .sidecar import cache_key, is_cache_hit, sidecar_path, write_engine
 
-# precision -> (graph compute type, TF32 flag)
-PRECISIONS: dict[str, tuple[str, bool]] = {
+# precision (irdeploy.core.precision.ENGINE_PRECISIONS) -> (graph compute type, TF32 flag)
+_SETTINGS: dict[str, tuple[str, bool]] = {
     "fp32": ("fp32", False),
     "tf32": ("fp32", True),
     "fp16": ("fp16", False),
@@ -135,8 +137,8 @@ def build_engine(
     Raises :class:`EngineBuildError` (one line) and leaves no engine file behind on failure.
     """
     start = time.perf_counter()
-    if precision not in PRECISIONS:
-        raise EngineBuildError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision not in ENGINE_PRECISIONS:
+        raise EngineBuildError(f"unknown precision {precision!r}; choose from {', '.join(ENGINE_PRECISIONS)}")
     if attention not in ATTENTION_MODES:
         raise EngineBuildError(f"unknown attention mode {attention!r}; choose from {', '.join(ATTENTION_MODES)}")
     if opt_level is not None and not 0 <= opt_level <= 5:
@@ -150,7 +152,7 @@ def build_engine(
     graph = graph_input(model)
     profile, notes = resolve_profile(graph, shapes)
     trt = import_tensorrt(flavour)
-    compute, tf32 = PRECISIONS[precision]
+    compute, tf32 = _SETTINGS[precision]
     fields: dict[str, Any] = {
         "tensorrt": {"flavour": flavour_of(trt), "name": describe(trt).rsplit(" ", 1)[0], "version": trt.__version__},
         "target": _target(trt, compute_capabilities),

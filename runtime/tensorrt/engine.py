@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.fileio import atomic_write, sha256_file
-from irdeploy.export.tensorrt_check import INSTALL, NAMES, TensorRTUnavailable, import_tensorrt, make_logger
+from irdeploy.core.fileio import atomic_write, sha256_file
+from irdeploy.core.shapes import format_shape
+from irdeploy.core.tensorrt import INSTALL, NAMES, TensorRTUnavailable, import_tensorrt, make_logger
 
 from .device import GPU, NO_GPU, check, cudart, current_gpu
 from .errors import EngineLoadError, NoGPUError
-from .profiles import Profile, format_shape
+from .profiles import Profile
 from .sidecar import read_sidecar
 
 # Input shapes whose buffers are kept; a server cycling through more reallocates.

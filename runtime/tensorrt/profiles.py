@@ -1,7 +1,7 @@
 """Optimization profiles for the graph input: what shapes an engine accepts.
 
 Exported graphs take H and W that are multiples of the network's ``pad_multiple`` (the runtime
-pads; see :mod:`irdeploy.export.padding`), so a profile whose H or W is off that multiple would
+pads; see :mod:`irdeploy.core.padding`), so a profile whose H or W is off that multiple would
 describe shapes the graph cannot run: such sizes are rounded up, with a warning. Dimensions the
 graph fixed (channels, or everything in a static export) must match exactly.
 """
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import onnx
 
-from irdeploy.export.metadata import ExportMetadata
-from irdeploy.export.padding import aligned
+from irdeploy.core.metadata import ExportMetadata
+from irdeploy.core.padding import aligned
+from irdeploy.core.shapes import Shape, format_shape, parse_shape
 
 from .errors import EngineBuildError
 
-Shape = tuple[int, ...]
 KINDS = ("min", "opt", "max")
 # Default H x W: small tiles up to 1080p (the issue's CLI example), batch 1.
 DEFAULT_SIZES = {"min": (64, 64), "opt": (720, 1280), "max": (1088, 1920)}
@@ -66,19 +66,6 @@ class Profile:
         return cls(str(data["input"]), *(tuple(int(d) for d in data[k]) for k in KINDS))  # type: ignore[union-attr]
 
 
-def format_shape(shape: Sequence[int]) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-def parse_shape(text: str) -> Shape:
-    """``"1x3x64x64"`` -> ``(1, 3, 64, 64)``."""
-    try:
-        shape = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        raise EngineBuildError(f"bad shape {text!r}: expected NxCxHxW, e.g. 1x3x256x256") from None
-    if any(d <= 0 for d in shape):
-        raise EngineBuildError(f"bad shape {text!r}: sizes must be positive")
-    return shape
 
 
 def parse_shapes(args: Sequence[str]) -> dict[str, Shape]:
@@ -88,7 +75,10 @@ def parse_shapes(args: Sequence[str]) -> dict[str, Shape]:
         kind, sep, value = arg.partition("=")
         if not sep or kind not in KINDS:
             raise EngineBuildError(f"bad --shapes entry {arg!r}: expected min=NxCxHxW, opt=... or max=...")
-        shapes[kind] = parse_shape(value)
+        try:
+            shapes[kind] = parse_shape(value)
+        except ValueError as exc:
+            raise EngineBuildError(str(exc)) from None
     return shapes
 
 

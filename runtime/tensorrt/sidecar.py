@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from irdeploy.fileio import atomic_write, sha256_bytes, sha256_file, sha256_json
+from irdeploy.core.fileio import atomic_write, sha256_bytes, sha256_file, sha256_json
 
 from .errors import EngineLoadError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irdeploy.export.tensorrt_check import TensorRTUnavailable, flavour_of, import_tensorrt
+from irdeploy.core.tensorrt import TensorRTUnavailable, flavour_of, import_tensorrt
 from irdeploy.runtime.tensorrt import TensorRTEngine, build_engine
 from irdeploy.runtime.tensorrt.device import current_gpu
 from irdeploy.runtime.tensorrt.errors import NoGPUError

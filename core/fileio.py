@@ -2,7 +2,7 @@
 
 Hashes name artifacts (checkpoints, ONNX graphs, engines) in caches and sidecars; atomic writes
 keep the promise that a failed or interrupted command never leaves a partial file where a
-complete one is expected. They live at the package root because model/, export/ and runtime/
+complete one is expected. They live in :mod:`irdeploy.core` because model/, export/ and runtime/
 all need them and the engine runtime must not import torch (``irdeploy.model`` does).
 """
 

@@ -3,7 +3,7 @@
 GoPro and HIDE (deblurring) and Rain100L/H, Test100 and Test1200 (deraining), as the seed papers'
 evaluation scripts read them, are a folder with ``input/`` (degraded) and ``target/`` (clean)
 subfolders whose files pair by name. Training (:mod:`irdeploy.model.data`) and evaluation
-(:mod:`irdeploy.runtime.evaluate`) both start here; it lives beside the image IO rather than in
+(:mod:`irdeploy.runtime.evaluate`) both start here; it lives in the torch-free core beside the image IO rather than in
 the model package because evaluating an ONNX model or engine must not import torch.
 
 Every way a folder can fail to pair (missing subfolder, a file without a partner, partners of

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from irdeploy.fileio import atomic_write
+from .fileio import atomic_write
 
 SAMPLES = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg")
 # What restore looks for in folders; any file Pillow opens can be named explicitly.
@@ -39,7 +39,7 @@ def sample_path(name: str = SAMPLES[0]) -> Path:
     """Path of a real photograph shipped with irdeploy (see ``samples/ATTRIBUTION.md``)."""
     if name not in SAMPLES:
         raise ValueError(f"unknown sample {name!r}; available: {', '.join(SAMPLES)}")
-    return Path(str(resources.files("irdeploy.export") / "samples" / name))
+    return Path(str(resources.files("irdeploy.core") / "samples" / name))
 
 
 @dataclass
