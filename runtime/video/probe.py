@@ -1,0 +1,121 @@
+"""What a video file holds, read once before anything is decoded or written.
+
+``restore`` needs the answers up front: whether the input is a video at all (one line, not an
+FFmpeg traceback), the frame size and pixel format to choose the output's, the colour tags to
+convert with and write back, the rotation and timing to keep, how many frames to expect for the
+progress bar, and which audio and subtitle streams to copy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .colour import Colour, PlaneLayout, layout, resolve
+from .errors import VideoError, ffmpeg_reason, require_av
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".mxf", ".ts", ".mts", ".m2ts", ".nut", ".y4m",
+                  ".mpg", ".mpeg", ".flv", ".ogv", ".wmv")
+# Decoders whose output is exactly what was encoded: a restored copy should stay lossless too.
+LOSSLESS_CODECS = frozenset({"ffv1", "png", "rawvideo", "huffyuv", "ffvhuff", "utvideo", "magicyuv", "qtrle",
+                             "v210", "v410", "r210", "zlib", "tiff", "qoi"})
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The first video stream of a file and what travels with it.
+
+The rotation is not here: PyAV exposes the display matrix on decoded frames only, so the
+pipeline takes it from the first frame.
+"""
+
+    path: Path
+    container: str  # FFmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    time_base: Fraction
+    rate: Fraction | None  # average frame rate (None when FFmpeg cannot tell)
+    frames: int  # from the container's index, or estimated from duration x rate; 0: unknown
+    duration: float | None  # seconds, of the video stream
+    colorspace: int
+    color_range: int
+    color_primaries: int
+    color_trc: int
+    copied: tuple[str, ...] = field(default_factory=tuple)  # "audio aac", "subtitle mov_text"
+
+    @property
+    def layout(self) -> PlaneLayout | None:
+        return layout(self.pix_fmt)
+
+    @property
+    def depth(self) -> int:
+        lay = self.layout
+        return lay.depth if lay else 8
+
+    @property
+    def lossless(self) -> bool:
+        return self.codec in LOSSLESS_CODECS
+
+    @property
+    def colour(self) -> Colour:
+        return resolve(self.colorspace, self.color_range, self.height, self.layout)
+
+    def describe(self) -> str:
+        rate = f"{float(self.rate):.3g} fps" if self.rate else "unknown rate"
+        streams = f"; copying {', '.join(self.copied)}" if self.copied else ""
+        return (f"{self.path.name}: {self.codec} {self.width}x{self.height} {self.pix_fmt} ({self.colour.name}), "
+                f"{rate}, {self.frames or '?'} frames{streams}")
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    """A file whose name says video (the decision ``restore`` makes before opening it)."""
+    p = Path(path)
+    return p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir()
+
+
+def open_input(path: str | os.PathLike):
+    """``av.open`` for reading, FFmpeg's failure as one :class:`VideoError` line."""
+    av = require_av()
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such file")
+    try:
+        return av.open(str(path), "r")
+    except av.FFmpegError as exc:
+        raise VideoError(f"{path}: not a video FFmpeg can read ({ffmpeg_reason(exc)})") from None
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read the container header (no frames decoded) and describe its first video stream."""
+    path = Path(path)
+    with open_input(path) as container:
+        return describe_container(path, container)
+
+
+def describe_container(path: Path, container) -> VideoInfo:
+    if not container.streams.video:
+        kinds = ", ".join(s.type for s in container.streams) or "no streams"
+        raise VideoError(f"{path}: no video stream ({kinds})")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    if not ctx.width or not ctx.height or ctx.format is None:
+        raise VideoError(f"{path}: the video stream has no frame size or pixel format (zero frames, or a broken header)")
+    rate = stream.average_rate or stream.guessed_rate
+    duration = float(stream.duration * stream.time_base) if stream.duration else (
+        container.duration / 1e6 if container.duration else None)
+    frames = int(stream.frames or 0)
+    if not frames and duration and rate:
+        frames = round(duration * float(rate))
+    copied = tuple(f"{s.type} {s.codec_context.name}" for s in container.streams if s.type in ("audio", "subtitle"))
+    return VideoInfo(
+        path=path, container=container.format.name, codec=ctx.name, width=ctx.width, height=ctx.height,
+        pix_fmt=ctx.format.name, time_base=stream.time_base, rate=Fraction(rate) if rate else None, frames=frames,
+        duration=duration, colorspace=int(ctx.colorspace or 0),
+        color_range=int(ctx.color_range or 0), color_primaries=int(ctx.color_primaries or 0),
+        color_trc=int(ctx.color_trc or 0), copied=copied,
+    )
+
