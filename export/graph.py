@@ -70,6 +70,55 @@ def count_layernorms(model: onnx.ModelProto) -> int:
     return sum(1 for n in model.graph.node if n.op_type == "LayerNormalization")
 
 
+def _root(name: str, producer: dict[str, onnx.NodeProto]) -> str:
+    """The tensor a chain of Casts starts from (mixed-precision graphs put Casts anywhere)."""
+    node = producer.get(name)
+    while node is not None and node.op_type == "Cast":
+        name = node.input[0]
+        node = producer.get(name)
+    return name
+
+
+def biasfree_norms(model: onnx.ModelProto) -> list[tuple[str, ...]]:
+    """Restormer's bias-free LayerNorms: ``x / Sqrt(ReduceMean((x - ReduceMean(x))^2) + eps)``.
+
+    It normalises by the standard deviation about the mean without subtracting the mean, which
+    ``LayerNormalization`` cannot express with its one output that TensorRT parses, so
+    :class:`irdeploy.model.restormer.BiasFreeLayerNorm2d` exports as this fixed chain. Each match
+    is (first ReduceMean, Sub, Mul, second ReduceMean, Add, Sqrt, Div); Casts between them are
+    looked through. Its ``Sqrt`` is this pattern's, not a decomposed LayerNorm.
+    """
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def made_by(name: str, op: str) -> onnx.NodeProto | None:
+        node = producer.get(_root(name, producer))
+        return node if node is not None and node.op_type == op else None
+
+    divides: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        if node.op_type == "Div" and len(node.input) == 2:
+            divides.setdefault(_root(node.input[1], producer), []).append(node)
+    found = []
+    for sqrt in graph.node:
+        if sqrt.op_type != "Sqrt":
+            continue
+        add = made_by(sqrt.input[0], "Add")
+        var = next((n for n in (made_by(i, "ReduceMean") for i in add.input) if n), None) if add else None
+        square = made_by(var.input[0], "Mul") if var else None
+        if square is None or _root(square.input[0], producer) != _root(square.input[1], producer):
+            continue
+        sub = made_by(square.input[0], "Sub")
+        mean = made_by(sub.input[1], "ReduceMean") if sub else None
+        x = _root(sub.input[0], producer) if sub else None
+        if mean is None or _root(mean.input[0], producer) != x:
+            continue
+        div = next((d for d in divides.get(sqrt.output[0], []) if _root(d.input[0], producer) == x), None)
+        if div is not None:
+            found.append(tuple(n.name for n in (mean, sub, square, var, add, sqrt, div)))
+    return found
+
+
 def compute_precision(model: onnx.ModelProto) -> str:
     """"fp16"/"bf16" when low-precision initializers or casts are present, else "fp32"."""
     for init in model.graph.initializer:
@@ -128,13 +177,22 @@ def is_static(model: onnx.ModelProto) -> bool:
     return all(d.HasField("dim_value") for d in dims)
 
 
-def problems(model: onnx.ModelProto, expected_layernorms: int | None = None) -> list[str]:
-    """Everything that breaks the "folded cleanly" promise, one readable line each."""
+def problems(model: onnx.ModelProto, expected_layernorms: int | None = None,
+             expected_biasfree: int | None = None) -> list[str]:
+    """Everything that breaks the "folded cleanly" promise, one readable line each.
+
+    ``expected_biasfree`` is the number of bias-free LayerNorm modules (Restormer's denoisers);
+    their chains' ``Sqrt`` nodes are theirs (:func:`biasfree_norms`), any other is a decomposition.
+    """
     hist = op_histogram(model)
+    biasfree = len(biasfree_norms(model)) if hist["Sqrt"] or expected_biasfree else 0
+    hist["Sqrt"] -= biasfree
     found = []
     for op in DECOMPOSED_NORM_OPS:
         if hist[op]:
             found.append(f"{hist[op]} {op} node(s): a LayerNorm or L2 norm was decomposed")
+    if expected_biasfree is not None and biasfree != expected_biasfree:
+        found.append(f"{biasfree} bias-free LayerNorm chain(s) for {expected_biasfree} BiasFree LayerNorm modules")
     for op in NOISE_OPS:
         if hist[op]:
             found.append(f"{hist[op]} {op} node(s) left in the graph")

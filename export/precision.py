@@ -50,6 +50,8 @@ from onnx import TensorProto, helper, numpy_helper, shape_inference, version_con
 
 from irdeploy.core.precision import REDUCED, check_precision
 
+from .graph import biasfree_norms
+
 _FLOAT = TensorProto.FLOAT
 _LOW_TYPES: dict[str, int] = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}  # keys: core REDUCED
 # The float32 policy, chosen with irdeploy.export.audit on the tiny M3SNet, MPRNet and MHNet
@@ -66,6 +68,10 @@ _LOW_TYPES: dict[str, int] = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.B
 # Everything else goes low: Conv, elementwise and data movement carry most of the error but are
 # the whole point of FP16; LayerNormalization keeps stash_type=1 (float32 statistics) and,
 # between low neighbours, a float32 island would round the same tensors anyway.
+# - Restormer's bias-free LayerNorm (graph.biasfree_norms: no LayerNormalization can express it)
+#   keeps its statistics float32 for the same reason (a float16 square overflows past 256):
+#   ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt; its Div and scale go low. On the tiny BiasFree
+#   Restormer that is 2 Casts per norm instead of 4.
 DEFAULT_FP32_OPS: frozenset[str] = frozenset({"ReduceL2", "ReduceMean"})
 # BF16 only: TensorRT-RTX 1.7 has no BF16 deconvolution ("Could not infer output types for
 # operation: deconv"), so MPRNet's bilinear upsamplers (ConvTranspose) stay float32 islands.
@@ -131,6 +137,8 @@ def to_mixed_precision(
     default_ops = DEFAULT_FP32_OPS | (BF16_FP32_OPS if low == TensorProto.BFLOAT16 else frozenset())
     keep_ops = frozenset(fp32_ops if fp32_ops is not None else (() if whitelist else default_ops))
     keep_names = frozenset(fp32_nodes or ()) - {""}
+    if not whitelist:  # a bias-free LayerNorm's statistics stay float32, as LayerNormalization's do
+        keep_names |= {name for chain in biasfree_norms(model) for name in chain[:6]}
     keep_output = fp32_nodes is None and not whitelist
     only_ops, only_names = frozenset(low_ops or ()), frozenset(low_nodes or ()) - {""}
     graph_outputs = {v.name for v in graph.output}

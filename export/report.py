@@ -17,6 +17,7 @@ import onnx
 
 from irdeploy.core.fileio import atomic_write
 from irdeploy.core.metadata import ExportMetadata
+from irdeploy.core.progress import step
 
 from . import graph
 
@@ -38,6 +39,8 @@ class ExportReport:
     fp32_islands: int | None = None
     ops_before: Counter | None = None
     layernorm_modules: int | None = None
+    biasfree_norms: int = 0  # Restormer's bias-free LayerNorm chains (graph.biasfree_norms)
+    biasfree_modules: int | None = None
     gmacs_256: float | None = None
     exporter: str | None = None
     seconds: float | None = None
@@ -51,6 +54,7 @@ class ExportReport:
         return sum(self.ops_after.values())
 
     @classmethod
+    @step("checking the graph's structure (LayerNorm, attention, shape ops)")
     def from_graph(cls, model: onnx.ModelProto, path: Path, **known: Any) -> ExportReport:
         """Everything that can be read off the graph itself."""
         from .precision import describe
@@ -67,7 +71,8 @@ class ExportReport:
             layernorm_nodes=graph.count_layernorms(model),
             parameters=graph.parameter_count(model),
             file_size=Path(path).stat().st_size if Path(path).exists() else model.ByteSize(),
-            problems=graph.problems(model, known.get("layernorm_modules")),
+            problems=graph.problems(model, known.get("layernorm_modules"), known.get("biasfree_modules")),
+            biasfree_norms=len(graph.biasfree_norms(model)),
             metadata=ExportMetadata.read(model),
             fp32_nodes=mixed.fp32_nodes if mixed else None,
             fp32_islands=mixed.fp32_islands if mixed else None,
@@ -88,6 +93,8 @@ class ExportReport:
             "ops_after": dict(self.ops_after),
             "layernorm_nodes": self.layernorm_nodes,
             "layernorm_modules": self.layernorm_modules,
+            "biasfree_norms": self.biasfree_norms,
+            "biasfree_modules": self.biasfree_modules,
             "attention_cores": [{"kind": c.kind, "nodes": list(c.nodes)} for c in self.attention_cores],
             "fp32_nodes": self.fp32_nodes,
             "fp32_islands": self.fp32_islands,
@@ -128,6 +135,10 @@ class ExportReport:
         ln = f"{self.layernorm_nodes} LayerNormalization"
         if self.layernorm_modules is not None:
             ln += f" for {self.layernorm_modules} LayerNorm modules"
+        if self.biasfree_norms or self.biasfree_modules:
+            ln += f"; {self.biasfree_norms} bias-free chains"
+            if self.biasfree_modules is not None:
+                ln += f" for {self.biasfree_modules} BiasFree modules"
         rows.append(("layernorm", ln))
         kinds = Counter(c.kind for c in self.attention_cores)
         rows.append(("attention cores", ", ".join(f"{n} x {k}" for k, n in kinds.items()) or "none"))
