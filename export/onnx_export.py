@@ -21,7 +21,9 @@ from torch import nn
 
 from irdeploy.core.fileio import atomic_write
 from irdeploy.core.metadata import ExportMetadata
+from irdeploy.core.padding import INFERENCE_PAD_MODE, PAD_MODES
 from irdeploy.core.precision import check_precision
+from irdeploy.core.progress import step
 from irdeploy.model.stats import model_stats
 
 from .parity import check_parity, make_inputs, parity_sizes
@@ -82,6 +84,7 @@ def to_onnx(
     fp32_nodes: Sequence[str] | None = None,
     tensorrt: bool = True,
     channels: int = 3,
+    pad_mode: str = INFERENCE_PAD_MODE,
 ) -> ExportReport:
     """Export a zoo model to ``path`` and return the :class:`ExportReport`.
 
@@ -91,9 +94,14 @@ def to_onnx(
     writes a mixed-precision graph with float32 inputs and outputs (see
     :mod:`irdeploy.export.precision`). Raises ``ValueError`` for bad arguments and
     :class:`ExportError` when the TensorRT parser or the parity gate rejects the graph.
+    ``pad_mode`` is how runtimes pad unaligned inputs, recorded in the metadata (default
+    ``replicate``, see :mod:`irdeploy.core.padding`; ``constant`` is upstream M3SNet's zeros); the
+    parity gate pads the eager model's input the same way.
     """
     path = Path(path)
     check_precision(precision)
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"unknown pad mode {pad_mode!r}; choose from {', '.join(PAD_MODES)}")
     opset = opset or (23 if attention == "onnx23" else DEFAULT_OPSET)
     _check_destination(path)
     spec, notes = _input_spec(model, dynamic, static_shape, channels)
@@ -109,7 +117,8 @@ def to_onnx(
         if fp32_nodes:  # on top of the policy's own island at the output
             output_node = next(n.name for n in proto.graph.node if proto.graph.output[0].name in n.output)
             keep = [*fp32_nodes, output_node]
-        proto, info = to_mixed_precision(proto, precision, fp32_nodes=keep)
+        with step(f"converting to a mixed-precision {precision} graph"):
+            proto, info = to_mixed_precision(proto, precision, fp32_nodes=keep)
     seconds = time.perf_counter() - start
 
     name = getattr(model, "irdeploy_name", type(model).__name__.lower())
@@ -119,7 +128,7 @@ def to_onnx(
     meta = ExportMetadata(
         model=name, arch=config.get("arch", name), config={k: v for k, v in config.items() if k != "arch"},
         precision=precision, attention=attention, opset=opset, pad_multiple=spec.multiple,
-        pad_mode=getattr(model, "pad_mode", "constant"), irdeploy_version=__version__, checkpoint_sha256=getattr(model, "checkpoint_sha256", None),
+        pad_mode=pad_mode, irdeploy_version=__version__, checkpoint_sha256=getattr(model, "checkpoint_sha256", None),
         tlc=getattr(model, "tlc", None),
     )
     meta.write(proto)
@@ -137,7 +146,8 @@ def to_onnx(
     report.file_size = len(data)
 
     if tensorrt:
-        report.tensorrt = _tensorrt_check(data)
+        with step("parsing the graph with TensorRT's ONNX parser"):
+            report.tensorrt = _tensorrt_check(data)
     if parity:
         graph_under_test = data
         if precision != "fp32":
@@ -145,7 +155,8 @@ def to_onnx(
 
             # ORT's CPU provider skips most fp16 rounding and has no bf16 kernels: gate on the
             # float32 twin that rounds exactly where this graph stores low-precision tensors.
-            graph_under_test = emulate_low_precision(proto).SerializeToString()
+            with step(f"emulating {precision} storage rounding for the parity check"):
+                graph_under_test = emulate_low_precision(proto).SerializeToString()
             report.notes.append(f"{precision} parity measured on the graph's storage-rounding emulation (ONNX Runtime CPU)")
         report.parity = check_parity(
             graph_under_test, model, make_inputs(channels, parity_sizes(spec.multiple, spec.batch, spec.height, spec.width)), precision=precision, min_psnr=min_psnr,

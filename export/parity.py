@@ -26,6 +26,7 @@ from polygraphy.comparator import Comparator, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
 from irdeploy.core.fileio import json_ready
+from irdeploy.core.progress import step
 from irdeploy.core.images import SAMPLES, psnr, read_image, sample_path, to_samples
 from irdeploy.core.padding import crop_batch, pad_batch
 
@@ -117,8 +118,10 @@ class _ImageRunner(BaseRunner):
         return TensorMetadata().add("input", np.float32, (None, self.channels, None, None))
 
     def infer_impl(self, feed_dict):
+        batch = feed_dict["input"]
         start = time.perf_counter()
-        out = self._infer(feed_dict["input"])
+        with step(f"parity: {self.name} on {'x'.join(map(str, batch.shape))}"):
+            out = self._infer(batch)
         self.inference_time = time.perf_counter() - start
         return OrderedDict(output=np.ascontiguousarray(out))
 
@@ -127,19 +130,27 @@ class _ImageRunner(BaseRunner):
 
 
 class EagerRunner(_ImageRunner):
-    """The PyTorch model in float32 (eval, ``inference_mode``); it pads internally."""
+    """The PyTorch model in float32 (eval, ``inference_mode``).
 
-    def __init__(self, model, channels: int, name: str = "eager-fp32") -> None:
+    With ``pad_mode`` it pads the input to the model's multiple first, as the runtime pads a
+    graph's input (the model's own pad is then a no-op); without, the model pads internally
+    with upstream's mode.
+    """
+
+    def __init__(self, model, channels: int, name: str = "eager-fp32", pad_mode: str | None = None) -> None:
         super().__init__(channels, name)
-        self.model = model
+        self.model, self.pad_mode = model, pad_mode
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         from irdeploy.model import final_image
 
+        h, w = batch.shape[-2:]
+        if self.pad_mode is not None:
+            batch = pad_batch(batch, int(getattr(self.model, "pad_multiple", 1)), self.pad_mode)
         with torch.inference_mode():
-            return final_image(self.model.eval()(torch.from_numpy(batch))).numpy()
+            return crop_batch(final_image(self.model.eval()(torch.from_numpy(batch))).numpy(), h, w)
 
 
 class PaddedRunner(_ImageRunner):
@@ -234,7 +245,8 @@ def check_parity(
                                    if p in ort.get_available_providers()])
     candidate = PaddedRunner(OnnxrtRunner(SessionFromOnnx(onnx_model, providers=providers), name="onnxruntime"),
                              pad_multiple, pad_mode, channels)
-    return compare(model, candidate, inputs, precision=precision, min_psnr=min_psnr, channels=channels)
+    return compare(model, candidate, inputs, precision=precision, min_psnr=min_psnr, channels=channels,
+                   pad_mode=pad_mode)
 
 
 def compare(
@@ -245,12 +257,17 @@ def compare(
     precision: str,
     min_psnr: float | None = None,
     channels: int = 3,
+    pad_mode: str | None = None,
 ) -> ParityResult:
-    """Run the eager float32 model and ``candidate`` on ``inputs`` and judge ``candidate``."""
+    """Run the eager float32 model and ``candidate`` on ``inputs`` and judge ``candidate``.
+
+    ``pad_mode``: how ``candidate`` pads unaligned inputs (its artifact's recorded mode); the
+    eager model's input is padded the same way, so both compute on the same pixels.
+    """
     tol = TOLERANCES[precision]
     if min_psnr is not None:
         tol = Tolerance(atol=tol.atol, min_psnr=min_psnr)
-    eager = EagerRunner(model, channels)
+    eager = EagerRunner(model, channels, pad_mode=pad_mode)
     feeds = [OrderedDict(input=x) for _, x in inputs]
     with _quiet():
         results = Comparator.run([eager, candidate], data_loader=feeds)

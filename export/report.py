@@ -17,6 +17,7 @@ import onnx
 
 from irdeploy.core.fileio import atomic_write
 from irdeploy.core.metadata import ExportMetadata
+from irdeploy.core.progress import step
 
 from . import graph
 
@@ -53,6 +54,7 @@ class ExportReport:
         return sum(self.ops_after.values())
 
     @classmethod
+    @step("checking the graph's structure (LayerNorm, attention, shape ops)")
     def from_graph(cls, model: onnx.ModelProto, path: Path, **known: Any) -> ExportReport:
         """Everything that can be read off the graph itself."""
         from .precision import describe

@@ -29,6 +29,7 @@ import onnx
 import torch
 from torch import nn
 
+from irdeploy.core.progress import step
 from irdeploy.model import final_image
 from irdeploy.model.attention import ChannelAttention, TopKChannelAttention
 
@@ -112,7 +113,9 @@ def trace_to_onnx(
         dims[3] = m * torch.export.Dim("w_blocks", min=1, max=8192 // m)
 
     wrapped = _FinalImage(model).eval()
-    with attention_core(model, attention), torch.no_grad(), _quiet_exporter():
+    shape = "x".join(str(v) if v else "?" for v in (spec.batch, spec.channels, spec.height, spec.width))
+    with attention_core(model, attention), torch.no_grad(), _quiet_exporter(), \
+            step(f"tracing {type(model).__name__} at {shape} (torch.onnx dynamo exporter)"):
         program = torch.onnx.export(
             wrapped,
             (example,),
@@ -124,8 +127,9 @@ def trace_to_onnx(
             optimize=False,
             verbose=False,
         )
-        before = Counter(node.op_type for node in program.model_proto.graph.node)
-        if optimize:
+    before = Counter(node.op_type for node in program.model_proto.graph.node)
+    if optimize:
+        with _quiet_exporter(), step("folding constants (onnxscript optimizer)"):
             program.optimize()
     return program.model_proto, before
 

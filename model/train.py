@@ -276,7 +276,7 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def _train(config: TrainConfig) -> TrainResult:
-    from rich.console import Console
+    from irdeploy.core.progress import stderr_console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     arch, _ = resolve(config.model)
@@ -335,7 +335,7 @@ def _train(config: TrainConfig) -> TrainResult:
     columns = [TextColumn("[bold]train[/bold] step {task.fields[step]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"), TimeElapsedColumn()]
     start_step, started = step, time.perf_counter() - seconds
-    with Progress(*columns, console=Console(stderr=True), disable=not config.progress) as bar:
+    with Progress(*columns, console=stderr_console(), disable=not config.progress) as bar:  # shared: nests in the quickstart
         task = bar.add_task("train", total=100, step=step, loss="-", val=val_text)
         for inputs, targets in loader:
             progress = _progress(step, seconds, config)

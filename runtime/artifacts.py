@@ -28,6 +28,9 @@ from typing import Any
 import irdeploy
 from irdeploy.core.fileio import sha256_file, sha256_json
 
+from irdeploy.core.padding import INFERENCE_PAD_MODE
+from irdeploy.core.progress import step
+
 from .backends import Backend
 
 KINDS = ("torch", "ort", "trt")
@@ -57,14 +60,15 @@ def default_cache_dir() -> Path:
     return Path(base) / "irdeploy"
 
 
-def onnx_cache_key(model: str, model_args: dict[str, Any], checkpoint_sha256: str, precision: str) -> str:
+def onnx_cache_key(model: str, model_args: dict[str, Any], checkpoint_sha256: str, precision: str,
+                   pad_mode: str = INFERENCE_PAD_MODE) -> str:
     """sha256 over everything a cached ONNX graph depends on, in a canonical JSON form."""
     return sha256_json({"model": model, "args": model_args, "checkpoint": checkpoint_sha256, "precision": precision,
-                        "irdeploy": irdeploy.__version__})
+                        "pad_mode": pad_mode, "irdeploy": irdeploy.__version__})
 
 
 def cached_onnx(model: str, checkpoint: str | os.PathLike | None, model_args: dict[str, Any] | None,
-                precision: str, cache_dir: Path) -> Artifact:
+                precision: str, cache_dir: Path, pad_mode: str = INFERENCE_PAD_MODE) -> Artifact:
     """The ONNX graph of ``model`` with ``checkpoint``'s weights: from the cache, or exported into it.
 
     The model is only built on a miss, so a hit costs the checkpoint's hash (about a second per
@@ -82,7 +86,7 @@ def cached_onnx(model: str, checkpoint: str | os.PathLike | None, model_args: di
             from irdeploy.model import CheckpointError
 
             raise CheckpointError(f"checkpoint {checkpoint} does not exist or is not a file")
-        key = onnx_cache_key(model, args, sha256_file(checkpoint), precision)
+        key = onnx_cache_key(model, args, sha256_file(checkpoint), precision, pad_mode)
         path = cache_dir / "onnx" / f"{model}-{precision}-{key[:20]}.onnx"
         if path.is_file():
             return Artifact("onnx", path, cached=True, seconds=0.0)
@@ -90,9 +94,10 @@ def cached_onnx(model: str, checkpoint: str | os.PathLike | None, model_args: di
     from irdeploy.model import load_model
 
     start = time.perf_counter()
-    network = load_model(model, checkpoint, **args)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_onnx(network, path, precision=precision, tensorrt=False)  # written atomically: never a partial graph
+    with step(f"exporting {model} to a {precision} ONNX graph (once per checkpoint; later runs use the cache)"):
+        network = load_model(model, checkpoint, **args)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        to_onnx(network, path, precision=precision, tensorrt=False, pad_mode=pad_mode)  # atomic: never a partial graph
     return Artifact("onnx", path, cached=False, seconds=time.perf_counter() - start, temporary=checkpoint is None)
 
 
@@ -124,7 +129,7 @@ def _gpu_index(device: str) -> int:
 def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None = None,
                  model_args: dict | None = None, onnx: str | None = None, engine: str | None = None,
                  precision: str = "fp32", cache_dir: str | None = None, threads: int | None = None,
-                 device: str = "cpu") -> Backend:
+                 device: str = "cpu", pad_mode: str | None = None) -> Backend:
     """A ready :class:`~irdeploy.runtime.backends.Backend` of ``kind`` ("torch", "ort" or "trt").
 
     - ``torch``: ``model`` (preset or architecture, ``model_args`` its constructor arguments)
@@ -140,7 +145,8 @@ def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None 
     An explicit ``onnx``/``engine`` is what runs; ``model`` is then not needed. ``threads``: intra-op
     threads (torch, ONNX Runtime). ``cache_dir`` defaults to :func:`default_cache_dir`.
     ``backend.artifact`` says where the graph or engine came from (``None`` for torch and for
-    files the caller gave).
+    files the caller gave). ``pad_mode`` overrides how unaligned inputs are padded (default:
+    the artifact's recorded mode; ``replicate`` for torch and for graphs exported here).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown backend {kind!r}; choose from {', '.join(KINDS)}")
@@ -157,7 +163,8 @@ def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None 
 
         if threads:
             torch.set_num_threads(threads)
-        return TorchBackend(load_model(model, checkpoint, **(model_args or {})), device=device)
+        return TorchBackend(load_model(model, checkpoint, **(model_args or {})), device=device,
+                            pad_mode=pad_mode or INFERENCE_PAD_MODE)
     if engine and kind != "trt":
         raise ValueError(f"an engine runs with the trt backend, not {kind}")
     if not (onnx or engine or model):
@@ -176,7 +183,8 @@ def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None 
         graph = Path(onnx) if onnx else None
         if graph is None and engine is None:
             graph_precision = precision if kind == "ort" else "fp32"  # engines take their precision from the build
-            artifact = cached_onnx(model, checkpoint, model_args, graph_precision, root if checkpoint else Path(scratch))
+            artifact = cached_onnx(model, checkpoint, model_args, graph_precision, root if checkpoint else Path(scratch),
+                                   pad_mode or INFERENCE_PAD_MODE)
             graph = artifact.path
         if kind == "ort":
             from .backends import OnnxRuntimeBackend, default_providers
@@ -195,4 +203,11 @@ def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None 
                                     temporary=artifact.temporary if artifact else False)
             backend = TensorRTBackend(engine, device=_gpu_index(device))
     backend.artifact = artifact
+    if pad_mode is not None:
+        from irdeploy.core.padding import PAD_MODES
+
+        if pad_mode not in PAD_MODES:
+            backend.close()
+            raise ValueError(f"unknown pad mode {pad_mode!r}; choose from {', '.join(PAD_MODES)}")
+        backend.pad_mode = pad_mode  # the graph holds no padding: any mode is a runtime choice
     return backend

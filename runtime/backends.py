@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from irdeploy.core.metadata import PAD_MODE_KEY, PAD_MULTIPLE_KEY
-from irdeploy.core.padding import crop_batch, pad_batch
+from irdeploy.core.padding import INFERENCE_PAD_MODE, PAD_MODES, crop_batch, pad_batch
 
 
 class Backend(ABC):
@@ -61,10 +61,20 @@ class Backend(ABC):
 
 
 class TorchBackend(Backend):
-    """Eager PyTorch (optionally ``torch.compile``); the model pads internally, so no contract."""
+    """Eager PyTorch (optionally ``torch.compile``).
 
-    def __init__(self, model: Any, *, device: str = "cpu", compile: bool = False) -> None:
+    Pads unaligned inputs with ``pad_mode`` before the network, as the graph backends do (the
+    network's own pad, upstream's mode, is then a no-op): every backend restores the same pixels.
+    """
+
+    def __init__(self, model: Any, *, device: str = "cpu", compile: bool = False,
+                 pad_mode: str = INFERENCE_PAD_MODE) -> None:
         import torch
+
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"unknown pad mode {pad_mode!r}; choose from {', '.join(PAD_MODES)}")
+        self.pad_multiple = int(getattr(model, "pad_multiple", 1))
+        self.pad_mode = pad_mode
 
         from irdeploy.model import final_image
 
@@ -75,10 +85,6 @@ class TorchBackend(Backend):
         self.name = "torch-compile" if compile else "torch"
         self.final_image = final_image
         self.channels = int(getattr(model, "img_channel", getattr(model, "in_c", 3)))
-
-    @property
-    def alignment(self) -> int:
-        return int(getattr(self.model, "pad_multiple", 1))  # the model pads internally
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch

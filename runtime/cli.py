@@ -12,6 +12,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from irdeploy.core.padding import INFERENCE_PAD_MODE, PAD_MODES
+
 from irdeploy.core.precision import ENGINE_PRECISIONS, PRECISIONS, REDUCED
 from irdeploy.core.tensorrt import FLAVOURS
 
@@ -20,6 +22,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     import torch
 
     from irdeploy.model import PRESETS, architectures, create
+    from irdeploy.core.progress import step
     from irdeploy.model.stats import model_stats
 
     stats_head = f"{'GMACs@256':>11}" if args.stats else ""
@@ -28,7 +31,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         with torch.device("meta"):
             model = create(name)
         params = sum(p.numel() for p in model.parameters())
-        macs = f"{model_stats(model).gmacs:>11.1f}" if args.stats else ""
+        if args.stats:
+            with step(f"counting GMACs of {name} at 256x256"):
+                macs = f"{model_stats(model).gmacs:>11.1f}"
+        else:
+            macs = ""
         print(f"{name:<16}{preset.arch:<14}{params / 1e6:>10.2f} M{macs}  {preset.description}")
     print(f"\narchitectures (create(name, **upstream_kwargs)): {', '.join(architectures())}")
     return 0
@@ -91,7 +98,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     fp32_nodes = args.fp32_nodes.split(",") if args.fp32_nodes else None
     report = to_onnx(model, args.output, opset=args.opset, static_shape=static, precision=args.precision,
                      attention=args.attention, parity=not args.no_parity, min_psnr=args.min_psnr,
-                     fp32_nodes=fp32_nodes, tensorrt=not args.no_tensorrt)
+                     fp32_nodes=fp32_nodes, tensorrt=not args.no_tensorrt, pad_mode=args.pad_mode)
     _print_report(report)
     return 0
 
@@ -261,6 +268,9 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="where graphs and engines made on the fly are kept (default: $XDG_CACHE_HOME/irdeploy)")
     p.add_argument("--threads", type=int, help="intra-op threads (torch, ONNX Runtime)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s; trt always runs on a GPU)")
+    p.add_argument("--pad-mode", choices=PAD_MODES,
+                   help="padding of sizes off the network's multiple (default: the graph's or engine's recorded mode; "
+                        "replicate for torch and graphs made on the fly; constant = upstream's zeros)")
 
 
 def _open_backend(args: argparse.Namespace):
@@ -271,7 +281,7 @@ def _open_backend(args: argparse.Namespace):
         print(f"irdeploy {args.command}: warning: no --checkpoint, running {args.model} with random weights", file=sys.stderr)
     backend = open_backend(kind, model=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg), onnx=args.onnx,
                            engine=args.engine, precision=args.precision, cache_dir=args.cache_dir, threads=args.threads,
-                           device=args.device)
+                           device=args.device, pad_mode=args.pad_mode)
     if backend.artifact is not None:
         print(f"irdeploy {args.command}: {backend.artifact.describe()}", file=sys.stderr)
     return backend
@@ -322,9 +332,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     pairs = find_pairs(args.data, limit=args.limit)
     if args.reference and not args.model:
         raise ValueError("--reference torch runs the eager model: give --model (and --checkpoint)")
-    reference = (open_backend("torch", model=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg),
-                              threads=args.threads, device=args.device) if args.reference else nullcontext())
-    with _open_backend(args) as backend, reference as ref:
+    with _open_backend(args) as backend, (  # the reference pads as the backend does: ΔPSNR compares like with like
+            open_backend("torch", model=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg),
+                         threads=args.threads, device=args.device, pad_mode=backend.pad_mode)
+            if args.reference else nullcontext()) as ref:
         result = evaluate(backend, pairs, reference=ref, quantized=not args.no_quantize, data=args.data,
                           progress=not args.quiet and sys.stderr.isatty())
     Console(width=120).print(result.table())
@@ -366,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-psnr", type=float, help="parity floor in dB vs eager fp32 (default: 80 fp32, 40 fp16, 30 bf16)")
     p.add_argument("--fp32-nodes", help="comma-separated node names to keep float32 (from validate --bisect)")
     p.add_argument("--no-tensorrt", action="store_true", help="skip the TensorRT parser check")
+    p.add_argument("--pad-mode", choices=PAD_MODES, default=INFERENCE_PAD_MODE,
+                   help="how runtimes pad sizes off the network's multiple, recorded in the graph (default: %(default)s; "
+                        "constant = upstream's zeros, which leave a line near the right/bottom edge)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("fp16-audit", help="rank op families by the error low precision adds")
@@ -513,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     p.add_argument("--log-file", help="Triton's log (default: standard output)")
     p.set_defaults(func=_cmd_serve)
+    for verb in sub.choices.values():  # every verb: --quiet silences the progress messages on stderr
+        if not any("--quiet" in action.option_strings for action in verb._actions):
+            verb.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     return parser
 
 
@@ -524,8 +541,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .tensorrt import NoGPUError
 
+    from irdeploy.core.progress import ConsoleReporter, reporting
+
     try:
-        return args.func(args)
+        with reporting(None if args.quiet else ConsoleReporter()):
+            return args.func(args)
     except (CheckpointError, ExportError, TensorRTUnavailable, NoGPUError, ValueError, TypeError, OSError) as exc:
         print(f"irdeploy {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -135,14 +135,15 @@ def evaluate(backend: Backend, pairs: Sequence[ImagePair], *, reference: Backend
     full-image inference the papers report; ``quantized`` rounds outputs to 8 bits first, as
     saving them would.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from irdeploy.core.progress import stderr_console
 
     if not pairs:
         raise ValueError("no image pairs to evaluate")
     scores = []
     columns = [TextColumn("[bold]eval[/bold] {task.fields[name]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+    with Progress(*columns, console=stderr_console(), disable=not progress) as bar:
         task = bar.add_task("eval", total=len(pairs), name="")
         for pair in pairs:
             bar.update(task, name=pair.name)

@@ -15,11 +15,13 @@ how). None of them is the paper's model: they learned one synthetic blur from th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import numpy as np
 
 from irdeploy.core.images import SAMPLES, read_image, sample_path, to_samples, write_image
 from irdeploy.core.fileio import atomic_write, json_ready
+from irdeploy.core.progress import step
 
 # The photographs the bundled checkpoint was trained on; the rest are held out.
 TRAIN_PHOTOS = ("chelsea.png", "astronaut.png", "rocket.jpg")
@@ -122,6 +125,7 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
 
     from .backends import OnnxRuntimeBackend, TorchBackend
     from .bench import BenchConfig, bench_model
+    from .bench.console import progress_bar as bench_progress
     from .evaluate import evaluate
     from .restore import restore
 
@@ -131,62 +135,65 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
         torch.set_num_threads(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clock = time.perf_counter()
     seconds: dict[str, float] = {}
 
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = round(now - clock, 2)
-        clock = now
+    @contextlib.contextmanager
+    def stage(key: str, message: str) -> Iterator[None]:
+        """One quickstart stage: told to the progress reporter, and timed for the report."""
+        start = time.perf_counter()
+        with step(f"quickstart {len(seconds) + 1}: {message}"):
+            yield
+        seconds[key] = round(time.perf_counter() - start, 2)
 
     recipe = bundled_recipe()
-    photos, data = _photos(out)
-    lap("degrade")
+    with stage("degrade", "blurring the shipped photographs (9-pixel box blur)"):
+        photos, data = _photos(out)
     if checkpoint is not None:
         name, args, weights = model_name or "m3snet-32", dict(model_args or {}), "your checkpoint"
     elif train_seconds > 0:
         name, args = recipe["model"], recipe["args"]
-        checkpoint = _train(out, photos, train_seconds, recipe, threads, progress)
+        with stage("train", f"training {name} from scratch for {train_seconds:g} s"):
+            checkpoint = _train(out, photos, train_seconds, recipe, threads, progress)
         weights = f"trained here from scratch for {train_seconds:g} s on crops of {', '.join(TRAIN_PHOTOS)}"
-        lap("train")
     else:
         name, args = recipe["model"], recipe["args"]
         checkpoint = _bundled_checkpoint(recipe)
         weights = f"bundled quickstart checkpoint ({recipe['summary']})"
-    model = load_model(name, checkpoint, **args)
-    lap("load")
+    with stage("load", f"loading {name} from {Path(checkpoint).name} (upstream training layout)"):
+        model = load_model(name, checkpoint, **args)
 
     onnx_path = out / f"{name}.onnx"
-    export = to_onnx(model, onnx_path, tensorrt=False)
-    lap("export")
+    with stage("export", f"exporting {name} to a checked ONNX graph (trace, fold, checks, parity)"):
+        export = to_onnx(model, onnx_path, tensorrt=False)
 
-    ort = OnnxRuntimeBackend(onnx_path, threads=threads)
     restored_dir = out / "restored"
-    report = restore([data / "input"], restored_dir, ort, overwrite=True, progress=progress)
+    with stage("restore", "restoring the photographs with ONNX Runtime"):
+        ort = OnnxRuntimeBackend(onnx_path, threads=threads)
+        report = restore([data / "input"], restored_dir, ort, overwrite=True, progress=progress)
     if report.failed:
         raise ValueError(f"restore failed: {report.failed[0][0]}: {report.failed[0][1]}")
-    lap("restore")
 
-    pairs = find_pairs(data)
-    scores = evaluate(ort, pairs, reference=TorchBackend(model), data="shipped photographs, 9-pixel blur")
-    scores.write_json(out / "eval.json")
-    (out / "strips").mkdir(exist_ok=True)
-    images = []
-    for pair, score in zip(pairs, scores.images):
-        strip = _strip(read_image(pair.input), read_image(restored_dir / f"{pair.input.stem}.png"), read_image(pair.target))
-        write_image(out / "strips" / f"{pair.name}.png", strip)
-        images.append({"image": pair.name, "split": "training photo" if pair.name in {Path(p).stem for p in TRAIN_PHOTOS}
-                       else "held out", "size": f"{pair.width}x{pair.height}",
-                       "psnr_blurred": round(score.input["psnr"], 2), "psnr_restored": round(score.output["psnr"], 2),
-                       "ssim_blurred": round(score.input["ssim"], 4), "ssim_restored": round(score.output["ssim"], 4)})
-    lap("eval")
+    with stage("eval", "scoring PSNR/SSIM against the ground truth, eager PyTorch as the reference"):
+        pairs = find_pairs(data)
+        scores = evaluate(ort, pairs, reference=TorchBackend(model), data="shipped photographs, 9-pixel blur")
+        scores.write_json(out / "eval.json")
+        (out / "strips").mkdir(exist_ok=True)
+        images = []
+        for pair, score in zip(pairs, scores.images):
+            strip = _strip(read_image(pair.input), read_image(restored_dir / f"{pair.input.stem}.png"), read_image(pair.target))
+            write_image(out / "strips" / f"{pair.name}.png", strip)
+            images.append({"image": pair.name, "split": "training photo" if pair.name in {Path(p).stem for p in TRAIN_PHOTOS}
+                           else "held out", "size": f"{pair.width}x{pair.height}",
+                           "psnr_blurred": round(score.input["psnr"], 2), "psnr_restored": round(score.output["psnr"], 2),
+                           "ssim_blurred": round(score.input["ssim"], 4), "ssim_restored": round(score.output["ssim"], 4)})
 
-    bench = bench_model(model, model_name=name, workdir=out / "bench" / "work", backends=("torch", "ort"),
-                        shapes=[BENCH_SHAPE], threads=threads, config=BenchConfig(iterations=bench_iterations))
-    bench_files = bench.write(out / "bench", title=f"quickstart: {name}, eager vs ONNX Runtime")
+    with stage("bench", f"timing eager PyTorch against ONNX Runtime at {'x'.join(map(str, BENCH_SHAPE))}, "
+                        "interleaved"), bench_progress(progress) as on_progress:
+        bench = bench_model(model, model_name=name, workdir=out / "bench" / "work", backends=("torch", "ort"),
+                            shapes=[BENCH_SHAPE], threads=threads, config=BenchConfig(iterations=bench_iterations),
+                            progress=on_progress)
+        bench_files = bench.write(out / "bench", title=f"quickstart: {name}, eager vs ONNX Runtime")
     medians = {row.backend: row.stats.median for row in bench.rows if row.stats is not None}
-    lap("bench")
 
     result = QuickstartResult(
         out=out, model=name, model_args=args, parameters=sum(p.numel() for p in model.parameters()),

@@ -275,12 +275,13 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
     if not enabled:
         yield lambda: None
         return
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from irdeploy.core.progress import stderr_console
 
     start = time.perf_counter()
     with Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[rate]}"), console=Console(stderr=True)) as bar:
+                  TextColumn("{task.fields[rate]}"), console=stderr_console()) as bar:
         task = bar.add_task("restore", total=total, rate="")
 
         def advance() -> None:

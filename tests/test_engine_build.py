@@ -19,6 +19,7 @@ from onnx import TensorProto, helper
 import irdeploy
 from conftest import requires_rtx
 
+from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.core.precision import PRECISIONS
 from irdeploy.export.precision import to_mixed_precision
 from irdeploy.model.layers import LayerNorm2d
@@ -91,7 +92,7 @@ def test_engine_and_sidecar(engines, tiny_onnx, arch, precision):
     assert side["profiles"] == [{"input": "input", **{k: list(v) for k, v in SHAPES[arch].items()}}]
     assert side["onnx"]["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     assert side["onnx"]["graph_precision"] == "fp32" and side["onnx_file"] == onnx_path.name
-    assert (side["pad_multiple"], side["pad_mode"]) == (model.pad_multiple, model.pad_mode)  # MPRNet reflects
+    assert (side["pad_multiple"], side["pad_mode"]) == (model.pad_multiple, INFERENCE_PAD_MODE)  # the graph's
     assert side["irdeploy_version"] == irdeploy.__version__
     assert side["host"] and side["built_at"].endswith("+00:00") and side["build_seconds"] > 0
     if precision == "fp32":

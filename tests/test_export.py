@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import FIXTURES, tiny_model
 
+from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.export import ExportError, inspect_onnx, to_onnx
 from irdeploy.export import graph
 from irdeploy.core.metadata import ExportMetadata
@@ -115,7 +116,7 @@ def test_export_report_and_metadata(tiny_onnx) -> None:
     assert report.ops_before["LayerNormalization"] == 26 and report.node_count < sum(report.ops_before.values())
     assert report.gmacs_256 > 0 and report.parameters == sum(p.numel() for p in model.parameters())
     meta = ExportMetadata.read(onnx.load(path))
-    assert meta.pad_multiple == 16 and meta.pad_mode == "constant" and meta.precision == "fp32"
+    assert meta.pad_multiple == 16 and meta.pad_mode == INFERENCE_PAD_MODE and meta.precision == "fp32"
     assert meta.config == {"width": 8, "enc_blk_nums": [1, 1, 1, 1]} and meta.arch == "m3snet"
     sidecar = path.with_name(path.name + ".json").read_text()
     assert "\"layernorm_nodes\": 26" in sidecar

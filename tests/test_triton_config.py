@@ -18,6 +18,7 @@ from conftest import requires_rtx
 pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install \"irdeploy[serve]\")")
 from tritonclient.grpc import model_config_pb2 as pb  # noqa: E402
 
+from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.runtime.serving import ConfigOptions, ServingError, build_config, inspect_artifact, validate_config, write_repository  # noqa: E402
 from irdeploy.runtime.serving.config import to_text  # noqa: E402
 
@@ -66,7 +67,7 @@ def test_onnx_repository_layout_and_config(graph, tmp_path):
     (warm,) = config.model_warmup
     assert warm.batch_size == 1 and list(warm.inputs[name_in].dims) == [3, 256, 256] and warm.inputs[name_in].random_data
     assert config.parameters["irdeploy.pad_multiple"].string_value == "16"
-    assert config.parameters["irdeploy.pad_mode"].string_value == "constant"
+    assert config.parameters["irdeploy.pad_mode"].string_value == INFERENCE_PAD_MODE
 
 
 def test_onnx_with_tensorrt_accelerator_runs_on_gpu_instances(graph):

@@ -42,21 +42,25 @@ def print_table(result: BenchResult, title: str = "irdeploy bench") -> None:
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Progress | None]:
-    """A :data:`~irdeploy.runtime.bench.measure.Progress` callback drawing one rich bar per group
-    (model, shape, threads) on stderr; ``None`` when disabled (``--quiet``)."""
+    """A :data:`~irdeploy.runtime.bench.measure.Progress` callback that reports each group (model,
+    shape, threads) to :mod:`irdeploy.core.progress` (a bar on a terminal, one line per phase
+    elsewhere); ``None`` when disabled (``--quiet``)."""
     if not enabled:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+    from irdeploy.core.progress import advance, finish
 
-    with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-             console=Console(stderr=True)) as bar:
-        tasks: dict[str, int] = {}
+    current: list[str] = []
 
-        def update(group: str, phase: str, done: int, total: int) -> None:
-            if group not in tasks:
-                tasks[group] = bar.add_task(group, total=None)
-            bar.update(tasks[group], description=f"{group}: {phase}", completed=done, total=total or None)
+    def update(group: str, phase: str, done: int, total: int) -> None:
+        if current and current[0] != group:
+            finish(f"bench {current.pop()}")
+        if not current:
+            current.append(group)
+        advance(f"bench {group}", f"bench {group}: {phase}", done, total)
 
+    try:
         yield update
+    finally:
+        for group in current:
+            finish(f"bench {group}")

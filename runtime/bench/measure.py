@@ -212,6 +212,10 @@ def measure(
     pending = set(runners)
     while pending:
         for i in [k for k in runners if k in pending]:
+            if progress and count[i] == 0:  # first calls allocate, and torch.compile compiles (a minute or more)
+                compiles = "; torch.compile compiles now" if candidates[i].backend == "torch-compile" else ""
+                progress(group, f"warm-up: first call of {candidates[i].backend} {candidates[i].precision}{compiles}",
+                         0, 0)
             t0 = clock()
             try:
                 outputs[i] = runners[i].infer(batch)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from irdeploy.core.precision import check_precision
+from irdeploy.core.progress import step
 from irdeploy.runtime.backends import TorchBackend
 
 from .gpu import (CPU_COMPUTE_REASON, ORT_COMPUTE_REASON, TORCH_DTYPES, TensorRTProbe, TorchCudaProbe,
@@ -110,7 +111,9 @@ class _Artifacts:
             n, c, h, w = self.shape
             path = self.workdir / f"{self.stem}-{precision}.onnx"
             path.unlink(missing_ok=True)
-            report = to_onnx(self.model, path, static_shape=(n, h, w), precision=precision, tensorrt=False, channels=c)
+            with step(f"bench: exporting the static {precision} graph at {'x'.join(map(str, self.shape))}"):
+                report = to_onnx(self.model, path, static_shape=(n, h, w), precision=precision, tensorrt=False,
+                                 channels=c)
             self.graphs[precision] = (path, report.seconds)
         return self.graphs[precision]
 
@@ -231,9 +234,10 @@ def bench_model(
     for shape in shapes:
         n, c, h, w = shape
         batch = rng.random((n, c, h, w), dtype=np.float32)
-        gmacs = model_stats(model, size=(h, w), channels=c).gmacs
-        with TorchBackend(model) as eager:
-            reference = eager.infer(batch)
+        with step(f"bench: counting GMACs and the eager float32 reference at {'x'.join(map(str, shape))}"):
+            gmacs = model_stats(model, size=(h, w), channels=c).gmacs
+            with TorchBackend(model) as eager:
+                reference = eager.infer(batch)
         artifacts = _Artifacts(model, model_name, workdir, shape)
         for count, group in thread_groups(backends, sweep, cpu_backends):
             if count:

@@ -46,6 +46,7 @@ from irdeploy.export.graph import compute_precision
 from irdeploy.core.fileio import atomic_write, sha256_bytes
 from irdeploy.export.precision import to_mixed_precision
 from irdeploy.core.precision import ENGINE_PRECISIONS
+from irdeploy.core.progress import step
 from irdeploy.core.tensorrt import describe, flavour_of, import_tensorrt
 from irdeploy.export.tensorrt_check import ParsedNetwork, layer_histogram, parse_onnx
 
@@ -170,8 +171,10 @@ def build_engine(
         engine_path.unlink(missing_ok=True)
         sidecar_path(engine_path).unlink(missing_ok=True)
 
-    source, mixed = _graph_for(model, onnx_path, precision, compute)
-    parsed = parse_onnx(source, trt)
+    with step(f"preparing the {precision} graph of {onnx_path.name}"):
+        source, mixed = _graph_for(model, onnx_path, precision, compute)
+    with step(f"parsing {onnx_path.name} with {describe(trt)}"):
+        parsed = parse_onnx(source, trt)
     if not parsed.ok:
         raise EngineBuildError(f"{describe(trt)} cannot parse {onnx_path.name}: {parsed.errors[0].line()}")
     config = _config(parsed, profile, tf32=tf32, workspace=workspace, opt_level=opt_level, target=fields["target"])
@@ -180,7 +183,8 @@ def build_engine(
         _load_timing_cache(config, Path(timing_cache), notes)
     elif timing_cache is not None:
         notes.append("TensorRT-RTX has no timing cache (its tactics are chosen at run time): use the runtime cache when loading")
-    engine, decomposed = _build(parsed, config, attention, f"{onnx_path.name} ({precision}, {profile.describe()})")
+    with step(f"building the {precision} engine ({profile.describe()}); minutes for large models"):
+        engine, decomposed = _build(parsed, config, attention, f"{onnx_path.name} ({precision}, {profile.describe()})")
 
     histogram = layer_histogram(parsed)
     fields.update(
