@@ -97,3 +97,26 @@ def all_metrics(output: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """``psnr``, ``ssim``, ``psnr_y``, ``ssim_y`` of ``output`` against ``target``."""
     return {"psnr": psnr(output, target), "ssim": ssim(output, target),
             "psnr_y": psnr_y(output, target), "ssim_y": ssim_y(output, target)}
+
+
+BORDER_BAND = 16  # pixels: the widest pad a network multiple of 16 adds, and the line it leaves
+
+
+def border_band(output: np.ndarray, target: np.ndarray, band: int = BORDER_BAND) -> dict[str, float]:
+    """The right/bottom border band's worst column and row against the interior (0-255 scale).
+
+    Per column (row): the mean absolute error over the image's rows (columns). ``interior`` is
+    the median of those over the columns and rows outside the last ``band``; ``worst_col`` /
+    ``worst_row`` the largest in the band (the padded edge a network sees lies there), at
+    ``worst_col_at`` / ``worst_row_at``; ``ratio`` the worse of the two over ``interior``. A line
+    left by padding shows as a ratio far above what the image's own edges give.
+    """
+    _check_pair(output, target)
+    err = np.abs(output.astype(np.float64) - target.astype(np.float64)).mean(axis=2) * _PEAK
+    cols, rows = err.mean(axis=0), err.mean(axis=1)
+    interior = float(np.median(np.concatenate([cols[:-band], rows[:-band]])))
+    worst_col, worst_row = float(cols[-band:].max()), float(rows[-band:].max())
+    return {"interior": interior, "worst_col": worst_col, "worst_row": worst_row,
+            "worst_col_at": int(len(cols) - band + int(cols[-band:].argmax())),
+            "worst_row_at": int(len(rows) - band + int(rows[-band:].argmax())),
+            "ratio": max(worst_col, worst_row) / interior}

@@ -3,7 +3,8 @@
 Placement. Tiles are cut at multiples of the network's alignment (its padding multiple: 16 for
 M3SNet and MHNet, 8 for MPRNet) and their sizes are multiples of it too, except the last tile of
 a row or column, which runs to the image edge and is padded there exactly as the whole image
-would be. The networks downsample by 2 per level, so they are shift-equivariant only for shifts
+would be (by the backend, with its pad mode: ``replicate`` by default, see
+:mod:`irdeploy.core.padding`; ``tests/test_padding.py`` checks the border band of tiled output). The networks downsample by 2 per level, so they are shift-equivariant only for shifts
 by that multiple: a tile cut elsewhere would see another sampling grid than the whole image and
 differ from it everywhere, not only near its borders.
 
