@@ -128,7 +128,9 @@ class VideoSource:
         import av
 
         stream = self.container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame and slice threads: decoding keeps up with the model
+        # Slice threads only: frame threads would report a damaged packet's error a few packets
+        # later, against the wrong frame (and the decoder is rarely the slow stage here).
+        stream.thread_type = "SLICE"
         copied = set(self.copied)
         pending: list = []
         cache: dict = {}

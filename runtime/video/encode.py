@@ -40,7 +40,7 @@ class SourceTags:
     height: int
     depth: int
     lossless: bool
-    rate: Fraction | None
+    rate: Fraction | None  # nominal: the encoder's rate control and the last frame's duration follow it
     time_base: Fraction
     pix_fmt: str | None = None  # the source's, for FFV1 (None: an image sequence)
     colorspace: int = 2  # AVCOL_SPC_UNSPECIFIED
@@ -220,9 +220,7 @@ class VideoWriter:
             out = av.VideoFrame.from_ndarray(samples.astype(">u2") if self.pix_fmt.endswith("be") and deep else samples,
                                              format=self.pix_fmt)
         out.colorspace, out.color_range = self.tags[0], self.tags[1]
-        out.pts, out.time_base = frame.pts, frame.time_base
-        if frame.duration:
-            out.duration = frame.duration
+        out.pts, out.time_base = frame.pts, frame.time_base  # no duration: the muxer derives it as it did for the source
         for packet in self.stream.encode(out):
             self.container.mux(packet)
         self.frames += 1

@@ -117,10 +117,12 @@ def _open_source(source: str, options: VideoOptions, report: VideoReport):
     return VideoSource(source, options.on_error, problem)
 
 
-def _output_path(source: str, output: str | os.PathLike, video_in: bool) -> str:
-    """``-o`` as given, or inside it when it is an existing folder and the input a video file."""
+def _output_path(source: str, output: str | os.PathLike, video_in: bool, codec: str | None) -> str:
+    """``-o`` as given; for a video file input, a folder (existing, or a name without suffix)
+    means ``FOLDER/INPUT_NAME``: the input's container, unless ``--codec png`` asks for frames."""
     out = Path(output)
-    if video_in and out.is_dir():
+    folder = out.is_dir() or (not out.suffix and not is_sequence_pattern(str(output)))
+    if video_in and folder and codec != "png":
         return str(out / Path(source).name)
     return str(output)
 
@@ -132,7 +134,7 @@ def _open_writer(source, target: str, options: VideoOptions):
             raise VideoError(f"{target}: a PNG sequence goes to a folder or a pattern such as out/%06d.png")
         if isinstance(source, VideoSource):
             info = source.info
-            tags = SourceTags(info.width, info.height, info.depth, info.lossless, info.rate, info.time_base,
+            tags = SourceTags(info.width, info.height, info.depth, info.lossless, info.base_rate, info.time_base,
                               info.pix_fmt, info.colorspace, info.color_range, info.color_primaries, info.color_trc)
         else:
             tags = SourceTags(0, 0, 16 if _sixteen_bit(source.files[0]) else 8, True, source.fps, 1 / source.fps)
@@ -156,64 +158,45 @@ def _sixteen_bit(path: Path) -> bool:
 
 def restore_video(source: str | os.PathLike, output: str | os.PathLike, backend, options: VideoOptions | None = None,
                   *, on_frame: Callable[[int], None] | None = None) -> VideoReport:
-    """Restore a video file or image sequence into ``output`` with ``backend`` (any
-    :class:`~irdeploy.runtime.backends.Backend`, or a function that opens one: it is called only
-    once the input is open and the output writable, and the backend it returns is closed at
-    the end). Raises :class:`VideoError` for inputs and
-    outputs that cannot work (one line each) and :class:`Interrupted` on Ctrl-C; either way no
-    output file is left. ``on_frame``: called with the count of frames written so far."""
-    from irdeploy.runtime.tiling import tile_size
+    """Restore a video file or image sequence into ``output`` with ``backend``.
 
+    ``backend``: any :class:`~irdeploy.runtime.backends.Backend`, or a function that opens one;
+    it is then called only once the input is open and the output writable, and the backend it
+    returns is closed at the end. Raises :class:`VideoError` for inputs and outputs that cannot
+    work (one line each) and :class:`Interrupted` on Ctrl-C; either way no output file is left.
+    ``on_frame``: called with the count of frames written so far.
+    """
     options = options or VideoOptions()
     if options.batch < 1 or options.overlap < 0:
         raise VideoError(f"--batch ({options.batch}) must be positive and --overlap ({options.overlap}) not negative")
     source = str(source)
     video_in = Path(source).is_file()
-    target = _output_path(source, output, video_in)
+    target = _output_path(source, output, video_in, options.codec)
+    if video_in and Path(target).resolve() == Path(source).resolve():
+        raise VideoError(f"{target}: the output would replace its input; choose another name")
     report = VideoReport(source, Path(target), getattr(backend, "name", "?"))
-    start = time.perf_counter()
-    reader = _open_source(source, options, report)
-    try:
-        if video_in and Path(target).resolve() == Path(source).resolve():
-            raise VideoError(f"{target}: the output would replace its input; choose another name")
-        writer = _open_writer(reader, target, options)
-    except BaseException:
-        reader.close()
-        raise
     owned = callable(backend) and not hasattr(backend, "infer")
+    start = time.perf_counter()
+    reader = writer = None
     try:
+        reader = _open_source(source, options, report)
+        writer = _open_writer(reader, target, options)
         if owned:
             backend = backend()
             report.backend = backend.name
-        tiles = tile_size(options.tile, backend.max_shape, backend.alignment)
-    except BaseException:
-        writer.abort()
-        reader.close()
-        raise
-    limit = min(options.batch, backend.max_shape[0]) if backend.max_shape else options.batch
-    total = reader.info.frames if isinstance(reader, VideoSource) else reader.frame_count
-    run = _Run(reader, writer, backend, report, tiles, options.overlap, limit)
-    from .progress import frame_progress
-
-    try:
-        with frame_progress(options.progress, total) as advance:
-            def written(count: int) -> None:
-                advance(count)
-                if on_frame is not None:
-                    on_frame(count)
-
-            run.go(written)
+        _Run(reader, writer, backend, report, options).go(on_frame)
         writer.finish(reader.tail)
         report.output = writer.commit()
-    except KeyboardInterrupt:
-        writer.abort()
-        raise Interrupted(f"interrupted after {report.frames} frames; nothing written") from None
-    except BaseException:
-        writer.abort()
+    except BaseException as exc:
+        if writer is not None:
+            writer.abort()
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(f"interrupted after {report.frames} frames; nothing written") from None
         raise
     finally:
-        reader.close()
-        if owned:
+        if reader is not None:
+            reader.close()
+        if owned and hasattr(backend, "infer"):
             backend.close()
     report.seconds = time.perf_counter() - start
     report.written = writer.describe()
@@ -225,16 +208,32 @@ def restore_video(source: str | os.PathLike, output: str | os.PathLike, backend,
 class _Run:
     """The three stages and their queues for one clip."""
 
-    def __init__(self, reader, writer, backend, report: VideoReport, tile, overlap: int, limit: int) -> None:
+    def __init__(self, reader, writer, backend, report: VideoReport, options: VideoOptions) -> None:
+        from irdeploy.runtime.tiling import tile_size
+
         self.reader, self.writer, self.backend, self.report = reader, writer, backend, report
-        self.tile, self.overlap, self.limit = tile, overlap, limit
-        depth = 2 * limit + 2  # frames decoded ahead / restored awaiting encode
+        self.tile = tile_size(options.tile, backend.max_shape, backend.alignment)
+        self.overlap, self.progress = options.overlap, options.progress
+        self.limit = min(options.batch, backend.max_shape[0]) if backend.max_shape else options.batch
+        depth = 2 * self.limit + 2  # frames decoded ahead / restored awaiting encode
         self.decoded: queue.Queue = queue.Queue(depth)
         self.restored: queue.Queue = queue.Queue(depth)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
 
-    def go(self, advance: Callable[[int], None]) -> None:
+    def go(self, on_frame: Callable[[int], None] | None) -> None:
+        from .progress import frame_progress
+
+        total = self.reader.info.frames if isinstance(self.reader, VideoSource) else self.reader.frame_count
+        with frame_progress(self.progress, total) as advance:
+            def written(count: int) -> None:
+                advance(count)
+                if on_frame is not None:
+                    on_frame(count)
+
+            self._go(written)
+
+    def _go(self, advance: Callable[[int], None]) -> None:
         threads = [threading.Thread(target=self._guard, args=(self._decode,), name="irdeploy-decode", daemon=True),
                    threading.Thread(target=self._guard, args=(self._encode, advance), name="irdeploy-encode", daemon=True)]
         for thread in threads:

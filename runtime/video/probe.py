@@ -39,6 +39,7 @@ pipeline takes it from the first frame.
     pix_fmt: str
     time_base: Fraction
     rate: Fraction | None  # average frame rate (None when FFmpeg cannot tell)
+    base_rate: Fraction | None  # FFmpeg's guess of the nominal rate (25 for a 25 fps clip with pauses)
     frames: int  # from the container's index, or estimated from duration x rate; 0: unknown
     duration: float | None  # seconds, of the video stream
     colorspace: int
@@ -85,6 +86,8 @@ def open_input(path: str | os.PathLike):
         raise VideoError(f"{path}: no such file")
     try:
         return av.open(str(path), "r")
+    except av.EOFError:
+        raise VideoError(f"{path}: no frames (the file ends after its header)") from None
     except av.FFmpegError as exc:
         raise VideoError(f"{path}: not a video FFmpeg can read ({ffmpeg_reason(exc)})") from None
 
@@ -113,7 +116,8 @@ def describe_container(path: Path, container) -> VideoInfo:
     copied = tuple(f"{s.type} {s.codec_context.name}" for s in container.streams if s.type in ("audio", "subtitle"))
     return VideoInfo(
         path=path, container=container.format.name, codec=ctx.name, width=ctx.width, height=ctx.height,
-        pix_fmt=ctx.format.name, time_base=stream.time_base, rate=Fraction(rate) if rate else None, frames=frames,
+        pix_fmt=ctx.format.name, time_base=stream.time_base, rate=Fraction(rate) if rate else None,
+        base_rate=Fraction(stream.guessed_rate or rate) if (stream.guessed_rate or rate) else None, frames=frames,
         duration=duration, colorspace=int(ctx.colorspace or 0),
         color_range=int(ctx.color_range or 0), color_primaries=int(ctx.color_primaries or 0),
         color_trc=int(ctx.color_trc or 0), copied=copied,
