@@ -185,6 +185,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, bench_model, parse_threads
     from .bench.console import print_table, progress_bar
 
+    if args.video:  # end to end on a clip: decode -> infer -> encode (irdeploy.runtime.video.bench)
+        from .video.bench import run_cli
+
+        return run_cli(args)
     shapes = [parse_shape(s) for s in args.shapes.split(",")]
     if args.batch:  # --batch 1,4 replaces N of every shape
         shapes = [(int(n), c, h, w) for n in args.batch.split(",") for (_, c, h, w) in shapes]
@@ -288,8 +292,11 @@ def _open_backend(args: argparse.Namespace):
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
+    from . import video
     from .restore import restore
 
+    if video.command.wants_video(args):  # a clip or image sequence: decode -> infer -> encode (irdeploy.runtime.video)
+        return video.command.run(args, lambda: _open_backend(args))
     with _open_backend(args) as backend:
         report = restore(args.inputs, args.output, backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
                          fmt=args.format, overwrite=args.overwrite, workers=args.workers,
@@ -433,11 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for results.json, results.csv, results.md and the chart results.png")
     p.add_argument("--workdir", help="keep the exported ONNX graphs and engines here (default: a temporary folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--video", metavar="CLIP", help="instead: restore this clip end to end per backend and precision "
+                   "(fps and per-stage time; --batch, --threads, --workdir as the export cache apply)")
+    p.add_argument("--rounds", type=int, default=1, help="with --video: interleaved rounds, medians reported (default: %(default)s)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("restore", help="restore image files, folders and globs with any backend")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, BMP, TIFF), folders (recursive) or globs")
-    p.add_argument("-o", "--output", required=True, help="output folder; files keep their names (and sub-folders)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder; files keep their names (and sub-folders). For a clip: a video file, or a folder or pattern for PNG frames")
     _add_backend_args(p)
     p.add_argument("--tile", type=int, help="process larger images in tiles of this size (default: an engine's profile max, else whole images)")
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default: %(default)s)")
@@ -446,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("--workers", type=int, default=2, help="decode/encode threads (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .video import command as video_command
+
+    video_command.add_arguments(p)
     p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("degrade", help="make paired training data (input/ + target/) from clean images")
