@@ -152,7 +152,7 @@ def audit_model(model, size: tuple[int, int] = (128, 128), precision: str = "fp1
     """``irdeploy fp16-audit``: export ``model`` in float32 at ``size``, audit the graph on the two
     shipped photographs against the eager model, and (``eager``) cross-check per module family.
 
-    Returns ``(graph_rows, eager_rows)``; ``size`` must be a multiple of ``model.pad_multiple``
+    Returns ``(graph_rows, eager_rows)``; ``size`` must be a multiple of the model's pad multiple
     (the graph is static and runs the crops as they are).
     """
     import tempfile
@@ -161,13 +161,14 @@ def audit_model(model, size: tuple[int, int] = (128, 128), precision: str = "fp1
     import torch
 
     from irdeploy.model import final_image
+    from irdeploy.model.spec import pad_multiple
 
     from .eager_audit import eager_audit
     from .onnx_export import to_onnx
     from .parity import make_inputs
 
     h, w = size
-    multiple = model.pad_multiple
+    multiple = pad_multiple(model)
     if h % multiple or w % multiple:
         ah, aw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
         raise ValueError(f"size {h}x{w} is not a multiple of {multiple}; use e.g. {ah}x{aw}")
@@ -178,7 +179,7 @@ def audit_model(model, size: tuple[int, int] = (128, 128), precision: str = "fp1
         graph = onnx.load(path)
     with torch.inference_mode():
         outs = [model(torch.from_numpy(x)) for x in inputs]
-    references = [final_image(o).numpy() for o in outs]
+    references = [final_image(o, model).numpy() for o in outs]
     rows = fp16_audit(graph, inputs, references, precision=precision)
     return rows, (eager_audit(model, inputs, precision) if eager else [])
 

@@ -63,11 +63,12 @@ def bisect_model(model, *, precision: str, min_psnr: float) -> BisectResult:
     import torch
 
     from irdeploy.model import final_image
+    from irdeploy.model.spec import pad_multiple
 
     from .onnx_export import to_onnx
     from .parity import make_inputs
 
-    m = model.pad_multiple
+    m = pad_multiple(model)
     inputs = [x for _, x in make_inputs(3, [(1, 4 * m, 4 * m), (1, 6 * m, 8 * m), (1, 8 * m, 6 * m)])]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fp32.onnx"
@@ -75,7 +76,7 @@ def bisect_model(model, *, precision: str, min_psnr: float) -> BisectResult:
         graph = onnx.load(path)
     with torch.inference_mode():
         outs = [model(torch.from_numpy(x)) for x in inputs]
-    references = [final_image(o).numpy() for o in outs]
+    references = [final_image(o, model).numpy() for o in outs]
     return bisect_precision(graph, inputs, references, precision=precision, min_psnr=min_psnr)
 
 

@@ -20,19 +20,22 @@ from torch import nn
 
 from irdeploy.core.images import psnr
 from irdeploy.model import final_image
-from irdeploy.model.attention import ChannelAttention
-from irdeploy.model.layers import LayerNorm2d
+from irdeploy.model.spec import ModelSpec, spec_of
 from irdeploy.model.tlc import LocalAvgPool2d
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-# Outermost modules of each family; a family's modules run whole (an attention block's own
-# convolutions run low with it).
-MODULE_FAMILIES: dict[str, Callable[[nn.Module], bool]] = {
-    "conv": lambda m: isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)),
-    "layernorm": lambda m: isinstance(m, LayerNorm2d),
-    "attention": lambda m: isinstance(m, ChannelAttention),
-    "pooling": lambda m: isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d, LocalAvgPool2d)),
-}
+
+
+def module_families(spec: ModelSpec) -> dict[str, Callable[[nn.Module], bool]]:
+    """Outermost modules of each family; a family's modules run whole (an attention block's own
+    convolutions run low with it). The normalisation and attention classes are the spec's."""
+    norms = (*spec.layernorms, *spec.norms)
+    return {
+        "conv": lambda m: isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)),
+        "layernorm": lambda m: isinstance(m, norms),
+        "attention": lambda m: isinstance(m, spec.attention),
+        "pooling": lambda m: isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d, LocalAvgPool2d)),
+    }
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def _run(model: nn.Module, inputs: Sequence[np.ndarray], device: torch.device) -
     outs = []
     with torch.inference_mode():
         for x in inputs:
-            outs.append(final_image(model(torch.from_numpy(x).to(device))).float().cpu().numpy())
+            outs.append(final_image(model(torch.from_numpy(x).to(device)), model).float().cpu().numpy())
     return outs
 
 
@@ -74,7 +77,8 @@ def eager_audit(model: nn.Module, inputs: Sequence[np.ndarray], precision: str =
     dev = torch.device(device)
     model = model.float().eval().to(dev)
     references = _run(model, inputs, dev)
-    families = {**MODULE_FAMILIES, "all": lambda m: any(f(m) for f in MODULE_FAMILIES.values())}
+    base = module_families(spec_of(model))
+    families = {**base, "all": lambda m: any(f(m) for f in base.values())}
     rows = []
     for family, member in families.items():
         low = copy.deepcopy(model)

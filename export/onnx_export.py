@@ -24,6 +24,7 @@ from irdeploy.core.metadata import ExportMetadata
 from irdeploy.core.padding import INFERENCE_PAD_MODE, PAD_MODES
 from irdeploy.core.precision import check_precision
 from irdeploy.core.progress import step
+from irdeploy.model.spec import pad_multiple, record_of
 from irdeploy.model.stats import model_stats
 
 from .parity import check_parity, make_inputs, parity_sizes
@@ -48,10 +49,10 @@ def _check_destination(path: Path) -> None:
 
 def _input_spec(model: nn.Module, dynamic: bool, static_shape: Sequence[int] | None, channels: int) -> tuple[InputSpec, list[str]]:
     """Resolve the graph input; static sizes off the padding multiple are rounded up (with a note)."""
-    multiple = int(getattr(model, "pad_multiple", 1))
+    multiple = pad_multiple(model)
     notes = []
     if static_shape is None:
-        if getattr(model, "tlc", None) is not None:
+        if record_of(model).tlc is not None:
             raise ValueError("a TLC model (to_local) exports with fixed sizes: pass static_shape (--static HxW)")
         if not dynamic:
             raise ValueError("dynamic=False needs static_shape=(H, W) or (N, H, W)")
@@ -121,20 +122,19 @@ def to_onnx(
             proto, info = to_mixed_precision(proto, precision, fp32_nodes=keep)
     seconds = time.perf_counter() - start
 
-    name = getattr(model, "irdeploy_name", type(model).__name__.lower())
-    config = getattr(model, "irdeploy_config", {"arch": name})
+    record = record_of(model)
     from irdeploy import __version__
 
     meta = ExportMetadata(
-        model=name, arch=config.get("arch", name), config={k: v for k, v in config.items() if k != "arch"},
+        model=record.name, arch=record.spec.name, config={k: v for k, v in record.config.items() if k != "arch"},
         precision=precision, attention=attention, opset=opset, pad_multiple=spec.multiple,
-        pad_mode=pad_mode, irdeploy_version=__version__, checkpoint_sha256=getattr(model, "checkpoint_sha256", None),
-        tlc=getattr(model, "tlc", None),
+        pad_mode=pad_mode, irdeploy_version=__version__, checkpoint_sha256=record.checkpoint_sha256,
+        tlc=record.tlc,
     )
     meta.write(proto)
     data = proto.SerializeToString()
 
-    layernorm_modules = sum(1 for m in model.modules() if type(m).__name__ == "LayerNorm2d")
+    layernorm_modules = sum(1 for m in model.modules() if isinstance(m, record.spec.layernorms))
     report = ExportReport.from_graph(
         proto, path,
         ops_before=ops_before, layernorm_modules=layernorm_modules,

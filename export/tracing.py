@@ -12,7 +12,8 @@ Choices made here, and why:
 - **Dynamic batch is traced with batch 2**: torch.export specialises size-1 dimensions.
 - **One output**: MPRNet's stage-2/stage-1 images are training targets; the deployed graph
   returns the final image only.
-- **Attention form**: :class:`~irdeploy.model.attention.ChannelAttention` is switched to its
+- **Attention form**: the attention modules the model's spec lists in ``attention_cores``
+  (:class:`~irdeploy.model.attention.ChannelAttention` and kin) are switched to their
   ``"matmul"`` (opset 18+) or ``"sdpa"`` (opset 23 ``Attention``) core for the export.
 """
 
@@ -31,7 +32,7 @@ from torch import nn
 
 from irdeploy.core.progress import step
 from irdeploy.model import final_image
-from irdeploy.model.attention import ChannelAttention, TopKChannelAttention
+from irdeploy.model.spec import spec_of
 
 ATTENTION_CORES = {"matmul": "matmul", "onnx23": "sdpa"}
 MIN_OPSET = {"matmul": 17, "onnx23": 23}  # LayerNormalization needs 17, Attention 23
@@ -56,17 +57,19 @@ class _FinalImage(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return final_image(self.model(x))
+        return final_image(self.model(x), self.model)
 
 
 @contextlib.contextmanager
 def attention_core(model: nn.Module, attention: str) -> Iterator[None]:
-    """Switch every channel attention of ``model`` to the export form for ``attention``."""
+    """Switch the attention modules whose ``core`` the spec says can switch (``attention_cores``)
+    to the export form for ``attention``; the spec's ``onnx23`` says why a model has no opset-23 form."""
     if attention not in ATTENTION_CORES:
         raise ValueError(f"unknown attention form {attention!r}; choose from {', '.join(ATTENTION_CORES)}")
-    modules = [m for m in model.modules() if isinstance(m, ChannelAttention)]
-    if attention == "onnx23" and any(isinstance(m, TopKChannelAttention) for m in modules):
-        raise ValueError("MHNet's top-k attention has no opset-23 Attention form; use --attention matmul")
+    spec = spec_of(model)
+    if attention == "onnx23" and spec.onnx23:
+        raise ValueError(spec.onnx23)
+    modules = [m for m in model.modules() if isinstance(m, spec.attention_cores)]
     saved = [m.__dict__.get("core") for m in modules]
     try:
         for m in modules:

@@ -13,16 +13,22 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from irdeploy.core.fileio import atomic_path, sha256_file
 
+from .spec import record_of, update_record
+
+if TYPE_CHECKING:
+    from .detect import Detection
+
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 _SHOWN = 5
+AUTO = "auto"  # --model auto: detect the architecture from the checkpoint
 
 
 class CheckpointError(ValueError):
@@ -98,19 +104,14 @@ def _listing(keys: list[str]) -> str:
 
 
 def _likely_preset(state: Mapping[str, torch.Tensor]) -> str | None:
-    """Name the preset whose state dict has exactly these keys and shapes, if any.
+    """What the weights fit (a preset, or an architecture with arguments), if anything registered."""
+    from .detect import DetectionError, detect
 
-    Models are built on the meta device, so this costs no memory or time worth mentioning.
-    """
-    from .registry import available, create
-
-    wanted = {k: tuple(v.shape) for k, v in state.items()}
-    for name in available():
-        with torch.device("meta"):
-            candidate = create(name).state_dict()
-        if {k: tuple(v.shape) for k, v in candidate.items()} == wanted:
-            return name
-    return None
+    try:
+        found = detect(state)
+    except DetectionError:
+        return None
+    return f"preset {found.preset!r}" if found.preset and not found.kwargs else found.describe()
 
 
 def check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -132,10 +133,10 @@ def check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) 
         parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
     if shapes:
         parts.append(f"{len(shapes)} shape mismatch(es): {_listing(shapes)}")
-    name = getattr(model, "irdeploy_name", type(model).__name__)
+    name = record_of(model).name
     preset = _likely_preset(state)
     if preset:
-        cause = f"it matches preset {preset!r}"
+        cause = f"it matches {preset} (or pass --model auto)"
     elif shapes and not (missing or unexpected):
         cause = "likely a different width/feature size than the model was built with"
     elif len(missing) == len(expected):
@@ -171,17 +172,30 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, epoch: int = 0
     return path
 
 
-def load_model(name: str, checkpoint: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+def detect_checkpoint(path: str | os.PathLike) -> Detection:
+    """The architecture and preset (or constructor arguments) of a checkpoint file."""
+    from .detect import detect
+
+    return detect(read_state_dict(path))
+
+
+def load_model(name: str | None, checkpoint: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
     """``create(name, **kwargs)``, then ``load_checkpoint`` when a checkpoint is given.
 
-    The checkpoint's sha256 is kept on the model (``checkpoint_sha256``) so artifacts made from
-    it (ONNX metadata, engine sidecars, caches) can name the exact weights.
+    ``name`` ``None`` or ``"auto"`` detects the architecture and preset from the checkpoint
+    (:func:`detect_checkpoint`); ``kwargs`` then override what was detected. The checkpoint's
+    sha256 goes into the model's record (:func:`irdeploy.model.spec.record_of`) so artifacts
+    made from it (ONNX metadata, engine sidecars, caches) can name the exact weights.
     """
     from .registry import create
 
+    if name in (None, AUTO):
+        if checkpoint is None:
+            raise CheckpointError("--model auto needs a --checkpoint to detect the architecture from")
+        found = detect_checkpoint(checkpoint)
+        name, kwargs = found.name, {**found.kwargs, **kwargs}
     model = create(name, **kwargs)
-    model.checkpoint_sha256 = None
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
-        model.checkpoint_sha256 = sha256_file(checkpoint)
+        update_record(model, checkpoint_sha256=sha256_file(checkpoint))
     return model.eval()

@@ -15,14 +15,16 @@ size is a multiple of :attr:`pad_multiple`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .attention import ChannelAttention
-from .layers import NAFBlock, check_input, pad_to_multiple, pixel_shuffle_up
-from .unet import NAFUNet
+from .layers import LayerNorm2d, NAFBlock, check_input, pad_to_multiple, pixel_shuffle_up
+from .spec import ModelSpec, Preset
+from .unet import NAFUNet, read_unet
 
 
 class M3SNet(NAFUNet):
@@ -61,3 +63,32 @@ class M3SNet(NAFUNet):
         x = self.decode(x, fused)[-1]
         out = self.ending(x) + inp
         return out[..., :h, :w]
+
+
+def _detect(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    """M3SNet: a NAF U-Net with the two-pass middle fusion (``middle.*``, ``middle_ups.*``)."""
+    if "middle_ups.0.0.weight" not in state or "middle_blks.0.temperature" not in state:
+        return None
+    return read_unet(state)
+
+
+SPEC = ModelSpec(
+    name="m3snet",
+    network=M3SNet,
+    presets=(
+        Preset("m3snet-32", "M3SNet, width 32 (deraining / deblurring release)", {"width": 32},
+               source="Tombs98/M3SNet Derain/M3SNet.py (width 32)"),
+        Preset("m3snet-64", "M3SNet, width 64", {"width": 64}, source="Tombs98/M3SNet, the paper's width-64 model"),
+    ),
+    channels_arg="img_channel",
+    pad_multiple=lambda model: model.pad_multiple,
+    pad_mode="constant",
+    tiny={"width": 8, "enc_blk_nums": [1, 1, 1, 1]},
+    fixtures=("m3snet_tiny",),
+    identity_convs=("ending",),
+    constant_init=("beta", "gamma", "temperature"),
+    attention=(ChannelAttention,),
+    attention_cores=(ChannelAttention,),
+    layernorms=(LayerNorm2d,),
+    detect=_detect,
+)

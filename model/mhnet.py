@@ -18,14 +18,16 @@ which leaves aligned inputs untouched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .attention import TopKChannelAttention
 from .layers import GlobalAvgPool2d, LayerNorm2d, NAFBlock, SimpleGate, check_input, pad_to_multiple, pixel_shuffle_up
-from .unet import NAFUNet
+from .spec import ModelSpec, Preset, count_indices
+from .unet import NAFUNet, read_unet
 
 
 class UpDSample(nn.Module):
@@ -128,3 +130,34 @@ class MHNet(nn.Module):
         x = self.concat12(torch.cat([self.intro2(img), decs[3]], dim=1))
         x = self.stage2(x, encs, decs)
         return (self.ending(x) + img)[..., :h, :w]
+
+
+def _detect(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    """MHNet: a NAF U-Net first stage (``stage1.*``) and the full-resolution FRSNet (``stage2.*``)."""
+    intro = state.get("intro.weight")
+    stage1 = read_unet(state, "stage1.")
+    if intro is None or stage1 is None or "intro2.weight" not in state or "stage2.CABG1.0.beta" not in state:
+        return None
+    return {"in_c": int(intro.shape[1]), "out_c": int(state["ending.weight"].shape[0]), "width": int(intro.shape[0]),
+            "num_cab": count_indices(state, "stage2.CABG1."), "bias": "intro.bias" in state,
+            "enc_blk_nums": stage1["enc_blk_nums"]}
+
+
+SPEC = ModelSpec(
+    name="mhnet",
+    network=MHNet,
+    presets=(Preset("mhnet", "MHNet, width 64, 8 blocks per stage-2 group", {"width": 64, "num_cab": 8, "bias": False},
+                    source="Tombs98/MHNet MHNet.py"),),
+    channels_arg="in_c",
+    pad_multiple=lambda model: model.pad_multiple,
+    pad_mode="constant",
+    tiny={"width": 8, "num_cab": 1, "enc_blk_nums": [1, 1, 1, 1]},
+    fixtures=("mhnet_tiny",),
+    identity_convs=("ending",),
+    constant_init=("beta", "gamma", "temperature", "attn1", "attn2", "attn3", "attn4"),
+    attention=(TopKChannelAttention,),
+    attention_cores=(TopKChannelAttention,),
+    onnx23="MHNet's top-k attention has no opset-23 Attention form; use --attention matmul",
+    layernorms=(LayerNorm2d,),
+    detect=_detect,
+)

@@ -46,13 +46,15 @@ adds, an official checkpoint's ``state_dict`` loads directly.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Mapping
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .layers import GlobalAvgPool2d, check_input, pad_to_multiple
+from .spec import ModelSpec, Preset, count_indices
 
 __all__ = ["MPRNet"]
 
@@ -75,8 +77,9 @@ def _halves(t: torch.Tensor, dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
     return t.narrow(dim, 0, mid), t.narrow(dim, mid, t.shape[dim] - mid)
 
 
-class ChannelAttention(nn.Module):
-    """Squeeze-and-excitation: global average pool, 1x1 bottleneck, sigmoid gate on channels."""
+class SqueezeExcitation(nn.Module):
+    """Squeeze-and-excitation (upstream ``CALayer``; not the transposed attention of
+    :class:`irdeploy.model.attention.ChannelAttention`): global average pool, 1x1 bottleneck, sigmoid gate on channels."""
 
     def __init__(self, channels: int, reduction: int, bias: bool) -> None:
         super().__init__()
@@ -103,7 +106,7 @@ class ChannelAttentionBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, reduction: int, bias: bool, act: nn.Module) -> None:
         super().__init__()
         # Upstream registers CA before body; that order is the state-dict order.
-        self.CA = ChannelAttention(channels, reduction, bias)
+        self.CA = SqueezeExcitation(channels, reduction, bias)
         self.body = nn.Sequential(
             _conv(channels, channels, kernel_size, bias),
             act,
@@ -442,3 +445,40 @@ class MPRNet(nn.Module):
         stage3_img = self.tail(x3) + img
 
         return [stage3_img, stage2_img, stage1_img]
+
+
+def _detect(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    """MPRNet: three shallow feature convs, two U-Net stages and the ORSNet; widths from shapes."""
+    first = state.get("shallow_feat1.0.weight")
+    level2 = state.get("stage1_encoder.encoder_level2.0.body.0.weight")
+    orb = state.get("stage3_orsnet.orb1.body.0.body.0.weight")
+    squeeze = state.get("shallow_feat1.1.CA.conv_du.0.weight")
+    if first is None or level2 is None or orb is None or squeeze is None:
+        return None
+    n_feat = int(first.shape[0])
+    return {"in_c": int(first.shape[1]), "out_c": int(first.shape[1]), "n_feat": n_feat,
+            "scale_unetfeats": int(level2.shape[0]) - n_feat, "scale_orsnetfeats": int(orb.shape[0]) - n_feat,
+            "num_cab": count_indices(state, "stage3_orsnet.orb1.body.") - 1, "kernel_size": int(first.shape[-1]),
+            "reduction": n_feat // int(squeeze.shape[0]), "bias": "shallow_feat1.0.bias" in state}
+
+
+SPEC = ModelSpec(
+    name="mprnet",
+    network=MPRNet,
+    presets=(
+        Preset("mprnet-deblur", "MPRNet for deblurring (GoPro)", {"n_feat": 96, "scale_unetfeats": 48, "scale_orsnetfeats": 32},
+               source="swz30/MPRNet Deblurring/MPRNet.py"),
+        Preset("mprnet-derain", "MPRNet for deraining (Rain13K)", {"n_feat": 40, "scale_unetfeats": 20, "scale_orsnetfeats": 16},
+               source="swz30/MPRNet Deraining/MPRNet.py"),
+        Preset("mprnet-denoise", "MPRNet for denoising (SIDD)", {"n_feat": 80, "scale_unetfeats": 48, "scale_orsnetfeats": 32},
+               source="swz30/MPRNet Denoising/MPRNet.py"),
+    ),
+    channels_arg="in_c",
+    pad_multiple=lambda model: _MULTIPLE,
+    pad_mode="reflect",
+    tiny={"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
+    fixtures=("mprnet_tiny",),
+    identity_convs=("tail", "sam12.conv2", "sam23.conv2"),
+    detect=_detect,
+    edge_loss_weight=0.05,  # MPRNet's deblurring and deraining recipes: Charbonnier + 0.05 x edge loss
+)

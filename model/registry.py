@@ -1,97 +1,132 @@
-"""Model names and published presets: the single place that maps a name to a constructor.
+"""The one table of architectures: each module's :class:`~irdeploy.model.spec.ModelSpec`, by name.
 
 ``create("m3snet", width=16)`` builds an architecture with upstream keyword arguments;
 ``create("m3snet-32")`` builds a published configuration (keywords override its settings).
+Adding an architecture is its module (ending in ``SPEC = ModelSpec(...)``) and its name in
+:data:`BUILTIN`; :func:`register` adds one at run time (a plugin, or a test's toy network).
+Nothing else in the package lists architectures or presets.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from .m3snet import M3SNet
-from .mhnet import MHNet
-from .mprnet import MPRNet
-from .run import RUN
+from .spec import ModelRecord, ModelSpec, Preset, image_of, record_of, set_record
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "m3snet": M3SNet,
-    "mprnet": MPRNet,
-    "mhnet": MHNet,
-    "run": RUN,
-}
+# Modules of irdeploy.model that declare a SPEC, in the order `irdeploy models` lists them.
+BUILTIN = ("m3snet", "mprnet", "mhnet", "run")
+
+_SPECS: dict[str, ModelSpec] = {}
 
 
 @dataclass(frozen=True)
-class Preset:
+class PresetEntry:
+    """A preset with the architecture it belongs to (what ``irdeploy models`` prints)."""
+
     name: str
     arch: str
     description: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any]
+    source: str
 
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("m3snet-32", "m3snet", "M3SNet, width 32 (deraining / deblurring release)", {"width": 32}),
-        Preset("m3snet-64", "m3snet", "M3SNet, width 64", {"width": 64}),
-        Preset("mprnet-deblur", "mprnet", "MPRNet for deblurring (GoPro)",
-               {"n_feat": 96, "scale_unetfeats": 48, "scale_orsnetfeats": 32}),
-        Preset("mprnet-derain", "mprnet", "MPRNet for deraining (Rain13K)",
-               {"n_feat": 40, "scale_unetfeats": 20, "scale_orsnetfeats": 16}),
-        Preset("mprnet-denoise", "mprnet", "MPRNet for denoising (SIDD)",
-               {"n_feat": 80, "scale_unetfeats": 48, "scale_orsnetfeats": 32}),
-        Preset("mhnet", "mhnet", "MHNet, width 64, 8 blocks per stage-2 group",
-               {"width": 64, "num_cab": 8, "bias": False}),
-        # RUN's published configurations are not public: these two are irdeploy's (model/run.py).
-        Preset("run-s", "run", "RUN, width 32 (irdeploy's small configuration; paper's unknown)", {"width": 32}),
-        Preset("run-b", "run", "RUN, width 48, deeper (irdeploy's base configuration; paper's unknown)",
-               {"width": 48, "enc_blk_nums": [2, 3, 4], "middle_blk_num": 6}),
-    )
-}
+def _table() -> dict[str, ModelSpec]:
+    if not _SPECS:
+        for module in BUILTIN:
+            spec = importlib.import_module(f"{__package__}.{module}").SPEC
+            _add(spec)
+    return _SPECS
 
 
-def final_image(output: Any) -> Any:
-    """The restored image of a forward pass: MPRNet returns ``[stage3, stage2, stage1]``, the
-    other networks one tensor."""
-    return output[0] if isinstance(output, (list, tuple)) else output
+def _add(spec: ModelSpec) -> None:
+    taken = set(_SPECS) | {p.name for s in _SPECS.values() for p in s.presets}
+    clash = sorted(({spec.name} | {p.name for p in spec.presets}) & taken)
+    if clash:
+        raise ValueError(f"cannot register {spec.name!r}: name(s) {', '.join(clash)} already registered")
+    _SPECS[spec.name] = spec
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add an architecture at run time; returns ``spec``. Names must be new."""
+    _table()
+    _add(spec)
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove an architecture :func:`register` added (tests clean up their toy networks)."""
+    if name in BUILTIN:
+        raise ValueError(f"{name!r} is built in and cannot be unregistered")
+    _table().pop(name)
+
+
+def specs() -> list[ModelSpec]:
+    """Every registered architecture's spec, built-ins first."""
+    return list(_table().values())
+
+
+def get_spec(arch: str) -> ModelSpec:
+    table = _table()
+    if arch not in table:
+        raise ValueError(f"unknown architecture {arch!r}; registered: {', '.join(table)}")
+    return table[arch]
+
+
+def presets() -> dict[str, PresetEntry]:
+    """Every preset by name, with its architecture."""
+    return {p.name: PresetEntry(p.name, s.name, p.description, dict(p.kwargs), p.source)
+            for s in _table().values() for p in s.presets}
+
+
+def __getattr__(name: str) -> Any:
+    # PRESETS stays a public name (irdeploy.model.PRESETS); it is read from the specs when asked for.
+    if name == "PRESETS":
+        return presets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def final_image(output: Any, model: nn.Module | None = None) -> Any:
+    """The restored image of a forward pass, as ``model``'s spec says (MPRNet returns
+    ``[stage3, stage2, stage1]``); without a model, the output or its first element."""
+    return record_of(model).spec.image(output) if model is not None else image_of(output)
 
 
 def available() -> list[str]:
     """Names of the published presets, in a stable order."""
-    return list(PRESETS)
+    return list(presets())
 
 
 def architectures() -> list[str]:
-    return list(ARCHITECTURES)
+    return list(_table())
 
 
 def resolve(name: str) -> tuple[str, dict[str, Any]]:
     """Return ``(architecture, preset kwargs)`` for an architecture or preset name."""
-    if name in PRESETS:
-        preset = PRESETS[name]
-        return preset.arch, dict(preset.kwargs)
-    if name in ARCHITECTURES:
+    table, known = _table(), presets()
+    if name in known:
+        return known[name].arch, dict(known[name].kwargs)
+    if name in table:
         return name, {}
-    raise ValueError(
-        f"unknown model {name!r}; presets: {', '.join(PRESETS)}; architectures: {', '.join(ARCHITECTURES)}"
-    )
+    raise ValueError(f"unknown model {name!r}; presets: {', '.join(known)}; architectures: {', '.join(table)}")
 
 
 def create(name: str, **kwargs: Any) -> nn.Module:
     """Build a model by architecture or preset name; keyword arguments use upstream names."""
     arch, settings = resolve(name)
-    cls = ARCHITECTURES[arch]
-    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+    spec = get_spec(arch)
+    accepted = [p for p in inspect.signature(spec.network).parameters if p != "self"]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TypeError(f"{name}: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
     settings.update(kwargs)
-    model = cls(**settings)
-    model.irdeploy_name = name
-    model.irdeploy_config = {"arch": arch, **settings}
-    return model
+    model = spec.network(**settings)
+    return set_record(model, ModelRecord(spec, name, {"arch": arch, **settings}))
+
+
+__all__ = ["BUILTIN", "ModelSpec", "Preset", "PresetEntry", "architectures", "available", "create", "final_image",
+           "get_spec", "presets", "register", "resolve", "specs", "unregister"]

@@ -36,14 +36,16 @@ small compute budget; they are not the paper's (unknown) configurations.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .attention import ChannelAttention, WindowAttention
 from .layers import LayerNorm2d, NAFBlock, SimpleGate, check_input, conv1x1, conv3x3, pad_to_multiple
-from .unet import NAFUNet
+from .spec import ModelSpec, Preset
+from .unet import NAFUNet, read_unet
 
 OPERATORS = ("ssa", "conv", "csa")
 
@@ -148,3 +150,55 @@ class RUN(NAFUNet):
         x, skips = self.encode(self.intro(inp))
         x = self.decode(self.middle_blks(x), skips)[-1]
         return (self.ending(x) + inp)[..., :h, :w]
+
+
+def _level_op(state: Mapping[str, torch.Tensor], block: str) -> str:
+    if f"{block}.attn.temperature" in state:
+        return "csa"
+    return "ssa" if f"{block}.attn.qkv.weight" in state else "conv"
+
+
+def _detect(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    """RUN: a NAF U-Net whose levels hold attention blocks (``*.attn.*`` with ``*.ffn.*``).
+
+    The operator per level and channel-attention heads are in the weights; window attention has
+    no per-head or per-window parameter, so ``window_size`` and its heads keep their defaults.
+    """
+    kwargs = read_unet(state)
+    if kwargs is None or "middle_blks.0.ffn.project_in.weight" not in state:
+        return None
+    levels = len(kwargs["enc_blk_nums"])
+    blocks = [f"encoders.{i}.0" for i in range(levels)] + ["middle_blks.0"]
+    ops = [_level_op(state, b) for b in blocks]
+    defaults = list(SPEC.defaults()["num_heads"])
+    heads = [int(state[f"{b}.attn.temperature"].shape[0]) if op == "csa" else (defaults[i] if i < len(defaults) else 1)
+             for i, (b, op) in enumerate(zip(blocks, ops))]
+    width = kwargs["width"]
+    hidden = state["middle_blks.0.ffn.project_in.weight"].shape[0] // 2
+    return {**kwargs, "level_ops": ops, "num_heads": heads, "bias": "middle_blks.0.attn.qkv.bias" in state,
+            "ffn_expand": hidden / (width << levels)}
+
+
+SPEC = ModelSpec(
+    name="run",
+    network=RUN,
+    # RUN's published configurations are not public: these two are irdeploy's.
+    presets=(
+        Preset("run-s", "RUN, width 32 (irdeploy's small configuration; paper's unknown)", {"width": 32},
+               source="irdeploy (model/run.py; the paper's configurations are not public)"),
+        Preset("run-b", "RUN, width 48, deeper (irdeploy's base configuration; paper's unknown)",
+               {"width": 48, "enc_blk_nums": [2, 3, 4], "middle_blk_num": 6},
+               source="irdeploy (model/run.py; the paper's configurations are not public)"),
+    ),
+    channels_arg="img_channel",
+    pad_multiple=lambda model: model.pad_multiple,
+    pad_mode="constant",
+    tiny={"width": 8, "enc_blk_nums": [1, 1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1], "num_heads": [2, 1, 1, 2]},
+    no_fixtures="RUN has no public code or weights to take reference vectors from (see the module docstring)",
+    identity_convs=("ending",),
+    constant_init=("beta", "gamma", "temperature"),
+    attention=(ChannelAttention, WindowAttention),
+    attention_cores=(ChannelAttention,),
+    layernorms=(LayerNorm2d,),
+    detect=_detect,
+)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .spec import has_record, update_record
+
 
 class LocalAvgPool2d(nn.Module):
     """Stride-1 box average with a fixed window, replicate-padded back to the input size.
@@ -62,7 +64,8 @@ def to_local(
 
     Each pool's window is ``feature_size_at_train_size * base_size // train_size`` per axis,
     where the feature size is what that pool sees when the model runs on ``train_size``; one
-    forward pass at ``train_size`` (under ``no_grad``) measures it. Returns ``model``.
+    forward pass at ``train_size`` (under ``no_grad``) measures it. The sizes go into the
+    model's record (:func:`irdeploy.model.spec.record_of`), whence the ONNX metadata. Returns ``model``.
     """
     if len(train_size) != 4:
         raise ValueError(f"train_size must be (N, C, H, W), got {tuple(train_size)}")
@@ -98,5 +101,6 @@ def to_local(
             raise ValueError(f"global pool {name!r} of {type(parent).__name__} was not reached by a forward pass")
         h, w = seen[id(pool)]
         setattr(parent, name, LocalAvgPool2d((h * base_h // train_h, w * base_w // train_w)))
-    model.tlc = {"train_size": [int(v) for v in train_size], "base_size": [base_h, base_w]}
+    if has_record(model):
+        update_record(model, tlc={"train_size": [int(v) for v in train_size], "base_size": [base_h, base_w]})
     return model

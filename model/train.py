@@ -37,13 +37,11 @@ from irdeploy.core.fileio import atomic_path, atomic_write
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import PairedCrops, StepBatchSampler
-from .registry import create, final_image, resolve
+from .registry import create, final_image
+from .spec import spec_of
 
 LOSSES = ("charbonnier", "psnr")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
-# The convolutions whose output is added to the input image: M3SNet/MHNet ``ending``; MPRNet
-# ``tail`` (stage 3) and the supervised-attention convolutions that make stages 1 and 2.
-RESIDUAL_CONVS = ("ending", "tail", "sam12.conv2", "sam23.conv2")
 STATE_NAME = "train_state.pth"
 
 
@@ -166,9 +164,9 @@ def restoration_loss(output: Any, target: torch.Tensor, kind: str = "charbonnier
     return total
 
 
-def default_edge_weight(arch: str) -> float:
-    """MPRNet's deblurring and deraining recipes add 0.05 x edge loss; the others train without."""
-    return 0.05 if arch == "mprnet" else 0.0
+def default_edge_weight(model: nn.Module) -> float:
+    """The published recipe's edge-loss weight (the spec's; MPRNet 0.05, the others none)."""
+    return spec_of(model).edge_loss_weight
 
 
 def zero_residual_convs(model: nn.Module) -> list[str]:
@@ -180,18 +178,14 @@ def zero_residual_convs(model: nn.Module) -> list[str]:
     then improves on its input rather than spending its budget getting back to it. The
     gradients of everything upstream are zero only for the first step.
     """
-    names = []
-    for name in RESIDUAL_CONVS:
-        try:
-            conv = model.get_submodule(name)
-        except AttributeError:
-            continue
+    names = list(spec_of(model).identity_convs)
+    if not names:
+        raise ValueError(f"{spec_of(model).name}: its spec names no identity_convs to zero for identity_init")
+    for name in names:
+        conv = model.get_submodule(name)
         nn.init.zeros_(conv.weight)
         if conv.bias is not None:
             nn.init.zeros_(conv.bias)
-        names.append(name)
-    if not names:
-        raise ValueError(f"{type(model).__name__}: none of {', '.join(RESIDUAL_CONVS)} to zero for identity_init")
     return names
 
 
@@ -254,7 +248,7 @@ class _Validator:
         with torch.inference_mode(), torch.autocast(self.device.type, self.amp or torch.float32, enabled=self.amp is not None):
             for degraded, clean in self.images:
                 x = torch.from_numpy(degraded.transpose(2, 0, 1)[None].copy()).to(self.device)
-                y = final_image(model(x)).float().clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+                y = final_image(model(x), model).float().clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
                 scores.append(psnr(y, clean))
         model.train()
         return float(np.mean(scores))
@@ -279,7 +273,6 @@ def _train(config: TrainConfig) -> TrainResult:
     from irdeploy.core.progress import stderr_console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    arch, _ = resolve(config.model)
     device, amp = _device_and_amp(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,7 +301,7 @@ def _train(config: TrainConfig) -> TrainResult:
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    edge_weight = default_edge_weight(arch) if config.edge_weight is None else config.edge_weight
+    edge_weight = default_edge_weight(model) if config.edge_weight is None else config.edge_weight
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=StepBatchSampler(len(dataset), config.batch, config.seed, step),
                                          num_workers=config.workers, pin_memory=device.type == "cuda")
     log.update(config=asdict(config), parameters=sum(p.numel() for p in model.parameters()), device=str(device),

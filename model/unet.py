@@ -7,12 +7,14 @@ attention bottleneck -> per level: 1x1 conv + PixelShuffle, add the skip, NAFBlo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .layers import NAFBlock, pixel_shuffle_up
+from .spec import count_blocks, count_indices
 
 AttentionFactory = Callable[[int], nn.Module]
 
@@ -74,3 +76,19 @@ class NAFUNet(nn.Module):
             x = decoder(up(x) + skip)
             outs.append(x)
         return outs
+
+
+def read_unet(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, Any] | None:
+    """The :class:`NAFUNet` constructor arguments a state dict's shapes give, or ``None``.
+
+    Channels and width come from the intro conv, depths from how many blocks each encoder,
+    decoder and the bottleneck hold; architecture detection builds on this.
+    """
+    intro = state.get(f"{prefix}intro.weight")
+    if intro is None or intro.ndim != 4:
+        return None
+    enc, dec = count_blocks(state, f"{prefix}encoders."), count_blocks(state, f"{prefix}decoders.")
+    if not enc or len(enc) != len(dec):
+        return None
+    return {"img_channel": int(intro.shape[1]), "width": int(intro.shape[0]), "enc_blk_nums": enc,
+            "middle_blk_num": count_indices(state, f"{prefix}middle_blks."), "dec_blk_nums": dec}

@@ -73,18 +73,19 @@ class TorchBackend(Backend):
 
         if pad_mode not in PAD_MODES:
             raise ValueError(f"unknown pad mode {pad_mode!r}; choose from {', '.join(PAD_MODES)}")
-        self.pad_multiple = int(getattr(model, "pad_multiple", 1))
-        self.pad_mode = pad_mode
+        from irdeploy.model.spec import pad_multiple, record_of
 
-        from irdeploy.model import final_image
+        self.pad_multiple = pad_multiple(model)
+        self.pad_mode = pad_mode
+        spec = record_of(model).spec
 
         self.torch = torch
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.runner = torch.compile(self.model) if compile else self.model
         self.name = "torch-compile" if compile else "torch"
-        self.final_image = final_image
-        self.channels = int(getattr(model, "img_channel", getattr(model, "in_c", 3)))
+        self.final_image = spec.image
+        self.channels = record_of(model).channels
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch

@@ -142,6 +142,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from irdeploy.export.parity import BackendRunner, compare, make_inputs, parity_sizes
     from irdeploy.model import load_model
+    from irdeploy.model.spec import pad_multiple
 
     from .backends import OnnxRuntimeBackend, TensorRTBackend
 
@@ -159,7 +160,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         backend = OnnxRuntimeBackend(args.onnx)
     precision = {"best": "fp16", "tf32": "fp32"}.get(precision, precision)  # their parity floors
     with backend:
-        result = compare(model, BackendRunner(backend, 3, backend.name), make_inputs(3, parity_sizes(model.pad_multiple)),
+        result = compare(model, BackendRunner(backend, 3, backend.name), make_inputs(3, parity_sizes(pad_multiple(model))),
                          precision=precision, min_psnr=args.min_psnr)
     for case in result.cases:
         print(f"{case.name:<28} max abs {case.max_abs:.3g}  mean abs {case.mean_abs:.3g}  "

@@ -15,16 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from irdeploy.model import specs
 from irdeploy.model.init import randomize_constants
 
 FIXTURES = Path(__file__).parent / "fixtures" / "upstream"
-# Small configurations of every architecture: seconds on CPU, same code paths as the presets.
-TINY = {
-    "m3snet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1]},
-    "mprnet": {"n_feat": 8, "scale_unetfeats": 4, "scale_orsnetfeats": 4, "num_cab": 1},
-    "mhnet": {"width": 8, "num_cab": 1, "enc_blk_nums": [1, 1, 1, 1]},
-    "run": {"width": 8, "enc_blk_nums": [1, 1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1], "num_heads": [2, 1, 1, 2]},
-}
+# Small configurations of every registered architecture (each spec's ``tiny``): seconds on
+# CPU, same code paths as the presets.
+TINY = {spec.name: dict(spec.tiny) for spec in specs()}
 requires_rtx = pytest.mark.skipif(
     importlib.util.find_spec("tensorrt_rtx") is None,
     reason="tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13==1.7.1.116)",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import TINY, randomize_constants
 
-from irdeploy.model import available, create
+from irdeploy.model import available, create, record_of, specs
 
 # Upstream MHNet registers these but never uses them (see irdeploy.model.mhnet).
 UNUSED = {"mhnet": ("intro.", "stage1.ending.", "stage2.conv_dnc2.", "stage2.conv_dnc3.", "stage2.conv_dnc4.")}
@@ -17,12 +17,13 @@ def _final(out):
 
 
 def test_presets_listed() -> None:
-    assert available() == ["m3snet-32", "m3snet-64", "mprnet-deblur", "mprnet-derain", "mprnet-denoise", "mhnet", "run-s", "run-b"]
+    assert available()[:8] == ["m3snet-32", "m3snet-64", "mprnet-deblur", "mprnet-derain", "mprnet-denoise", "mhnet", "run-s", "run-b"]
+    assert available() == [p.name for spec in specs() for p in spec.presets]
 
 
 def test_unknown_names_and_arguments() -> None:
-    with pytest.raises(ValueError, match="unknown model 'nafnet'; presets: m3snet-32"):
-        create("nafnet")
+    with pytest.raises(ValueError, match="unknown model 'm3snet-16'; presets: m3snet-32"):
+        create("m3snet-16")
     with pytest.raises(TypeError, match="m3snet: unknown argument.*widht.*accepted: img_channel, width"):
         create("m3snet", widht=16)
 
@@ -31,7 +32,7 @@ def test_preset_keywords_override() -> None:
     with torch.device("meta"):
         model = create("m3snet-32", width=16)
     assert model.intro.out_channels == 16
-    assert model.irdeploy_config == {"arch": "m3snet", "width": 16}
+    assert record_of(model).config == {"arch": "m3snet", "width": 16} and record_of(model).name == "m3snet-32"
 
 
 @pytest.mark.parametrize("arch", list(TINY))

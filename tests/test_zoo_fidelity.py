@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import FIXTURES, load_index, load_manifests
 
-from irdeploy.model import create, load_checkpoint, to_local
+from irdeploy.model import create, load_checkpoint, record_of, to_local
 from irdeploy.core.fileio import sha256_file
 
 INDEX = load_index()
@@ -74,7 +74,7 @@ def test_tlc_fixes_kernels_at_conversion() -> None:
     # level-0 features are 64x64 at train size: window 64 * 96 // 64 = 96
     assert model.encoders[0][0].sca[0].kernel_size == (96, 96)
     assert model.encoders[3][0].sca[0].kernel_size == (12, 12)
-    assert model.tlc == {"train_size": [1, 3, 64, 64], "base_size": [96, 96]}
+    assert record_of(model).tlc == {"train_size": [1, 3, 64, 64], "base_size": [96, 96]}
 
 
 def test_tlc_on_mhnet_converts_fusion_pools_too() -> None:
