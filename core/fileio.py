@@ -8,6 +8,7 @@ all need them and the engine runtime must not import torch (``irdeploy.model`` d
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -42,6 +43,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary name beside ``path``; on success it is renamed onto ``path``, on any
     error it is removed. For writers that want a file name (torch.save, PIL, onnx.save)."""
     path = Path(path)
+    if path.is_dir():  # else the rename fails later, naming the temporary file instead of the user's path
+        raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file", str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     try:
         yield tmp

@@ -61,7 +61,7 @@ def _size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.height, im.width
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:  # a bomb's header is refused too
         raise PairingError(f"{path}: cannot read image ({exc})") from None
 
 

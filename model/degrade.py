@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 KINDS = ("blur", "box", "rain")
+SUBFOLDERS = ("input", "target")
 
 
 def motion_blur(image: np.ndarray, length: int = 9) -> np.ndarray:
@@ -175,18 +178,43 @@ def degrade_folder(clean_dir: str | os.PathLike, out_dir: str | os.PathLike, kin
     if clash:
         raise ValueError(f"{clean_dir}: several files share the name(s) {', '.join(clash)}; outputs would collide")
     out_dir = Path(out_dir)
-    (out_dir / "input").mkdir(parents=True, exist_ok=True)
-    (out_dir / "target").mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file; -o is the folder that gets input/ and target/")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as exc:
+        raise ValueError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
     result = DegradeResult(out_dir, kind, seed, sources)
-    for i, src in enumerate(sources):
-        clean = read_image(src)
-        if crops is not None and size > min(clean.shape[:2]):
-            raise ValueError(f"{src}: {clean.shape[1]}x{clean.shape[0]} is smaller than the crop size {size}")
-        for j in range(crops or 1):
-            rng = np.random.default_rng([seed, i, j])
-            target = clean if crops is None else random_crop(clean, size, rng)
-            name = f"{src.stem}.png" if crops is None else f"{src.stem}_{j:03d}.png"
-            write_image(out_dir / "target" / name, target)
-            write_image(out_dir / "input" / name, degrade(target, kind, rng))
-            result.pairs.append(name)
+    try:  # every pair is written to a staging folder first: a failure part-way leaves nothing behind
+        for sub in SUBFOLDERS:
+            (staging / sub).mkdir()
+        for i, src in enumerate(sources):
+            clean = read_image(src)
+            if crops is not None and size > min(clean.shape[:2]):
+                raise ValueError(f"{src}: {clean.shape[1]}x{clean.shape[0]} is smaller than the crop size {size}")
+            for j in range(crops or 1):
+                rng = np.random.default_rng([seed, i, j])
+                target = clean if crops is None else random_crop(clean, size, rng)
+                name = f"{src.stem}.png" if crops is None else f"{src.stem}_{j:03d}.png"
+                write_image(staging / "target" / name, target)
+                write_image(staging / "input" / name, degrade(target, kind, rng))
+                result.pairs.append(name)
+        _publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return result
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished pairs into ``out_dir`` (one rename when it does not exist yet)."""
+    if not out_dir.exists():
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700, made what mkdir would have made
+        os.replace(staging, out_dir)
+        return
+    for sub in SUBFOLDERS:
+        (out_dir / sub).mkdir(exist_ok=True)
+        for path in (staging / sub).iterdir():
+            os.replace(path, out_dir / sub / path.name)

@@ -54,6 +54,8 @@ def restore(url: str, images: Sequence[np.ndarray], *, model: str = DEFAULT_MODE
             image = np.asarray(image, dtype=np.float32)
             if image.ndim != 3 or image.shape[-1] != contract.channels:
                 raise ServingError(f"expected HxWx{contract.channels} images, got shape {image.shape}")
+            if min(image.shape[:2]) < 1:  # the server's transport cannot carry it (PyTriton fails on a zero dimension)
+                raise ServingError(f"image {image.shape[0]}x{image.shape[1]} is empty; H and W must be at least 1")
             payload = contract.encode(image)
             tensor = tc.InferInput(contract.input, list(payload.shape), contract.datatype)
             tensor.set_data_from_numpy(payload)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (pip install \"irdeploy[serve]\")")
+pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (pip install \".[serve]\")")
 import tritonclient.grpc as grpcclient  # noqa: E402
 import tritonclient.http as httpclient  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -49,8 +49,26 @@ def local(graph):
 @pytest.fixture(scope="module")
 def server(graph, tmp_path_factory):
     log = tmp_path_factory.mktemp("triton") / "triton.log"
-    with TritonServer(graph, max_batch=MAX_BATCH, max_size=MAX_SIZE, delay_us=2000, threads=1, log_file=log) as running:
+    with TritonServer(graph, max_batch=MAX_BATCH, max_size=MAX_SIZE, delay_us=2000, threads=1, log_file=log,
+                      open_statistics=True) as running:
         yield running
+
+
+def test_statistics_answer_without_a_token_for_perf_analyzer(server):
+    """What perf_analyzer reads before and after measuring: the statistics of one model, over HTTP
+    and gRPC, with no access token; the other admin endpoints keep PyTriton's token."""
+    restore(server.http_url, IMAGES[:1])  # at least one request counted
+    for module, url in ((httpclient, server.http_url), (grpcclient, server.grpc_url)):
+        client = module.InferenceServerClient(url.split("://")[1])
+        try:
+            extra = {"as_json": True} if module is grpcclient else {}
+            stats = client.get_inference_statistics(server.name, **extra)["model_stats"]
+            assert [s["name"] for s in stats] == [server.name]
+            assert int(stats[0]["inference_count"]) >= 1
+            with pytest.raises(InferenceServerException, match="triton-access-token|restricted"):
+                client.get_model_repository_index(**extra)
+        finally:
+            client.close()
 
 
 def test_http_tensor_model_matches_the_local_backend(server, local):
@@ -108,7 +126,8 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, local):
         "float64 data": ("input", good.astype(np.float64), "FP64", "data-type"),
         "no batch dimension": ("input", good[0], "FP32", "shape"),
         "four channels": ("input", np.zeros((1, 4, 32, 32), np.float32), "FP32", "shape"),
-        # Fails inside PyTriton's request transport, before irdeploy sees it: any error will do.
+        # Fails inside PyTriton's request transport (its Python-backend stub cannot copy a tensor
+        # with a zero dimension), before irdeploy's size check can run: any error will do.
         "empty image": ("input", np.zeros((1, 3, 0, 32), np.float32), "FP32", None),
         "batch above max": ("input", np.repeat(good, MAX_BATCH + 1, axis=0), "FP32", "batch-size"),
         "image above max size": ("input", np.zeros((1, 3, 200, 64), np.float32), "FP32", "outside what this server accepts"),
@@ -138,6 +157,8 @@ def test_client_errors_are_one_line(server):
     with pytest.raises(ServingError, match="outside what this server accepts") as caught:
         restore(server.http_url, [np.zeros((200, 64, 3), np.float32)])
     assert "\n" not in str(caught.value)
+    with pytest.raises(ServingError, match="image 0x64 is empty"):  # refused before it is sent
+        restore(server.grpc_url, [np.zeros((0, 64, 3), np.float32)])
 
 
 def test_bad_settings_fail_before_starting(server, graph, tmp_path):

@@ -21,6 +21,7 @@ from typing import Any
 import onnx
 
 from irdeploy.core.metadata import ExportMetadata
+from irdeploy.core.onnx_files import load_onnx
 from irdeploy.core.padding import aligned
 
 from ..tensorrt.errors import EngineLoadError
@@ -84,12 +85,10 @@ def inspect_artifact(onnx_path: str | os.PathLike, engine_path: str | os.PathLik
     onnx_path = Path(onnx_path)
     if onnx_path.suffix.lower() != ".onnx":
         raise ServingError(f"{onnx_path}: unknown artifact type {onnx_path.suffix or '(no suffix)'!r}; expected an .onnx graph")
-    if not onnx_path.is_file():
-        raise ServingError(f"{onnx_path}: no such ONNX file")
     try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends share no base class
-        raise ServingError(f"{onnx_path}: not an ONNX model ({type(exc).__name__})") from None
+        model = load_onnx(onnx_path)  # also: every external-data file it names is there
+    except ValueError as exc:
+        raise ServingError(str(exc)) from None
     graph_in, graph_out = _boundary(model, onnx_path)
     meta = ExportMetadata.read(model)
     multiple = meta.pad_multiple if meta else 1
@@ -125,6 +124,13 @@ def open_artifact_backend(path: str | os.PathLike, *, device: str = "cpu", threa
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
+        from ..devices import require_onnxruntime_device
+
+        require_onnxruntime_device(device)
+        try:
+            load_onnx(path)  # a graph that is not ONNX, or lacks its external-data file, fails here in one line
+        except ValueError as exc:
+            raise ServingError(str(exc)) from None
         return open_backend("ort", onnx=str(path), threads=threads, device=device)
     if suffix in ENGINE_SUFFIXES:
         return open_backend("trt", engine=str(path), device=device)

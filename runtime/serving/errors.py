@@ -15,4 +15,4 @@ def require(module: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ServingError(f"{module} is not installed: pip install \"irdeploy[serve]\"")
+        raise ServingError(f"{module} is not installed; in the irdeploy clone, run: pip install \".[serve]\"")

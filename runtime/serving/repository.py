@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
+from irdeploy.core.onnx_files import external_data_files, load_onnx
 
 from .artifact import ArtifactSpec, inspect_artifact
 from .config import ConfigOptions, build_config, to_text
@@ -91,12 +91,7 @@ def write_repository(root: str | os.PathLike, name: str, onnx_path: str | os.Pat
 
 def _external_data(path: Path) -> list[str]:
     """Relative names of the files holding the graph's external tensors (weights over 2 GB)."""
-    model = onnx.load(str(path), load_external_data=False)
-    names = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            names.update(e.value for e in tensor.external_data if e.key == "location")
-    for name in names:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ServingError(f"{path}: external data {name!r} is outside the graph's folder")
-    return sorted(names)
+    try:
+        return external_data_files(load_onnx(path))  # load_onnx checks each is there, beside the graph
+    except ValueError as exc:
+        raise ServingError(str(exc)) from None

@@ -74,12 +74,27 @@ class TritonServer:
     ``delay_us``: how long the dynamic batcher waits to fill a batch. Ports 0 pick free ones.
     ``device``: ``cpu`` (ONNX Runtime CPU) or ``cuda[:N]``; ``threads``: ONNX Runtime threads.
     ``log_file``: where Triton writes its log (default: this process's stdout).
+    ``open_statistics``: serve Triton's statistics endpoint without PyTriton's access token, so
+    ``perf_analyzer`` (which reads it before and after measuring) can run; loopback hosts only.
+    The other protected endpoints (model repository, shared memory, trace, logging) keep the token.
     """
 
     def __init__(self, artifact: str | os.PathLike, *, name: str = DEFAULT_MODEL, host: str = "127.0.0.1",
                  http_port: int = 0, grpc_port: int = 0, max_batch: int | None = None,
                  max_size: tuple[int, int] | None = None, delay_us: int = 500, device: str = "cpu",
-                 threads: int | None = None, log_file: str | os.PathLike | None = None) -> None:
+                 threads: int | None = None, log_file: str | os.PathLike | None = None,
+                 open_statistics: bool = False) -> None:
+        from ..devices import check_spelling
+
+        for label, value in (("max batch", max_batch), ("threads", threads)):
+            if value is not None and value < 1:
+                raise ServingError(f"{label} must be at least 1, got {value}")
+        if max_size is not None and min(max_size) < 1:
+            raise ServingError(f"max size must be at least 1x1, got {max_size[0]}x{max_size[1]}")
+        if open_statistics and not _is_loopback(host):
+            raise ServingError(f"open statistics (no access token) are for a loopback host such as 127.0.0.1, not {host}")
+        check_spelling(device)
+        self.open_statistics = open_statistics
         self.artifact = Path(artifact)
         self.name = name
         self.host = host
@@ -111,11 +126,11 @@ class TritonServer:
                 raise ServingError(f"port {port} on {self.host} is in use; choose another (--http-port/--grpc-port)")
         from pytriton.exceptions import PyTritonError
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig
+        from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
 
         self._backend = open_artifact_backend(self.artifact, device=self.device, threads=self.threads)
         limit = self._backend.max_shape
-        self.max_batch = self._max_batch or (limit[0] if limit else DEFAULT_MAX_BATCH)
+        self.max_batch = self._max_batch if self._max_batch is not None else (limit[0] if limit else DEFAULT_MAX_BATCH)
         self.max_size = self._max_size or (tuple(limit[2:]) if limit else DEFAULT_MAX_SIZE)
         if limit and self.max_batch > limit[0]:
             self._backend.close()
@@ -127,7 +142,8 @@ class TritonServer:
                               log_file=self.log_file)
         batching = ModelConfig(max_batch_size=self.max_batch,
                                batcher=DynamicBatcher(max_queue_delay_microseconds=self.delay_us))
-        self._triton = Triton(config=config)
+        protected = [e for e in DEFAULT_PROTECTED_ENDPOINTS if not (self.open_statistics and e == "statistics")]
+        self._triton = Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=protected))
         try:
             self._triton.bind(self.name, self._infer_tensors,
                               inputs=[Tensor(name=TENSOR_IO[0], dtype=np.float32, shape=(channels, -1, -1))],
@@ -187,6 +203,17 @@ class TritonServer:
                                    f"(1x1 to {max_h}x{max_w}, padded to multiples of {multiple})")
         with self._lock:
             return infer_by_size(self._backend, batches, self.max_batch)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _prepend_libpython() -> None:
