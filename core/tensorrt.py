@@ -10,6 +10,7 @@ hint are spelled once.
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -26,21 +27,57 @@ class TensorRTUnavailable(ImportError):
     """No usable TensorRT module of the requested flavour; the message says what to install."""
 
 
+# The modules that register each flavour's pybind11 types: the two register the same type names,
+# so once one is loaded the other cannot be (pybind11: 'generic_type: type "ILogger" is already
+# registered!'), or worse, loads and mixes types. One flavour per process.
+_LOADED_BY = {"tensorrt": ("tensorrt", "tensorrt_bindings"), "rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings")}
+_auto_choice: str | None = None
+
+
+def loaded_flavour() -> str | None:
+    """The TensorRT flavour this process has already imported, if any."""
+    return next((f for f, names in _LOADED_BY.items() if any(n in sys.modules for n in names)), None)
+
+
+def auto_choice() -> str | None:
+    """What ``--trt auto`` picked in this process and why, in one line (None before it was asked)."""
+    return _auto_choice
+
+
 def import_tensorrt(flavour: str = "auto") -> ModuleType:
     """Import TensorRT: ``"tensorrt"``, ``"rtx"``, or ``"auto"`` (data-centre first, then RTX).
 
     A ``tensorrt`` package that is installed but cannot load its libraries (the bindings wheel
-    alone) counts as missing, so ``auto`` still falls back to TensorRT-RTX.
+    alone) counts as missing, so ``auto`` still falls back to TensorRT-RTX. A process holds one
+    flavour: ``auto`` keeps the one already loaded, and asking for the other is refused in one line
+    (:class:`TensorRTUnavailable`) instead of importing it beside the first.
     """
+    global _auto_choice
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown TensorRT flavour {flavour!r}; choose from {', '.join(FLAVOURS)}")
+    loaded = loaded_flavour()
+    if loaded is not None and flavour in ("auto", loaded):
+        module = importlib.import_module(MODULES[loaded])
+        if flavour == "auto" and _auto_choice is None:
+            _auto_choice = f"{NAMES[loaded]} {module.__version__} (already loaded in this process)"
+        return module
+    if loaded is not None:
+        raise TensorRTUnavailable(
+            f"{NAMES[loaded]} is already loaded in this process and {NAMES[flavour]} registers the same Python "
+            f"types, so the two cannot share a process: run the {NAMES[flavour]} step in its own process"
+        )
     candidates = ("tensorrt", "rtx") if flavour == "auto" else (flavour,)
     reasons = []
     for name in candidates:
         try:
-            return importlib.import_module(MODULES[name])
+            module = importlib.import_module(MODULES[name])
         except (ImportError, OSError) as exc:  # OSError: bindings present, shared libraries not
             reasons.append(f"{MODULES[name]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            continue
+        if flavour == "auto":
+            why = f" ({'; '.join(reasons)})" if reasons else ""
+            _auto_choice = f"{NAMES[name]} {module.__version__}{why}"
+        return module
     wanted = " or ".join(f"`{INSTALL[n]}`" for n in candidates)
     raise TensorRTUnavailable(f"no TensorRT found ({'; '.join(reasons)}); install it with {wanted}")
 

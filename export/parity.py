@@ -70,6 +70,8 @@ class ParityResult:
     tolerance: Tolerance
     cases: tuple[CaseResult, ...]
     polygraphy_passed: bool
+    # what ran the candidate, as it reports itself (ONNX Runtime: the provider the session really uses)
+    backend: str = ""
 
     @property
     def passed(self) -> bool:
@@ -86,7 +88,8 @@ class ParityResult:
     def summary(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
         changed = max(c.pixels_changed for c in self.cases)
-        return (f"parity {verdict} ({self.precision}, {len(self.cases)} inputs): max abs {self.max_abs:.3g} "
+        on = f", {self.backend}" if self.backend else ""
+        return (f"parity {verdict} ({self.precision}, {len(self.cases)} inputs{on}): max abs {self.max_abs:.3g} "
                 f"(<= {self.tolerance.atol:g}), worst PSNR {self.worst_psnr:.1f} dB (>= {self.tolerance.min_psnr:g}), "
                 f"{changed:.2%} of 8-bit pixels differ")
 
@@ -94,6 +97,7 @@ class ParityResult:
         return {
             "precision": self.precision,
             "passed": self.passed,
+            "backend": self.backend,
             "tolerance": asdict(self.tolerance),
             "cases": [json_ready(asdict(c)) for c in self.cases],
         }
@@ -243,7 +247,10 @@ def check_parity(
 
     providers = list(providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                                    if p in ort.get_available_providers()])
-    candidate = PaddedRunner(OnnxrtRunner(SessionFromOnnx(onnx_model, providers=providers), name="onnxruntime"),
+    # labelled by the provider the session really got: a GPU provider that fails to load falls back
+    with _quiet():
+        session = SessionFromOnnx(onnx_model, providers=providers)()
+    candidate = PaddedRunner(OnnxrtRunner(session, name=f"onnxruntime ({session.get_providers()[0]})"),
                              pad_multiple, pad_mode, channels)
     return compare(model, candidate, inputs, precision=precision, min_psnr=min_psnr, channels=channels,
                    pad_mode=pad_mode)
@@ -283,4 +290,4 @@ def compare(
         changed = float(np.mean(to_samples(a) != to_samples(b)))
         cases.append(CaseResult(name, tuple(x.shape), float(diff.max()), float(diff.mean()), p, changed,
                                 bool(diff.max() <= tol.atol and p >= tol.min_psnr)))
-    return ParityResult(precision, tol, tuple(cases), bool(accuracy))
+    return ParityResult(precision, tol, tuple(cases), bool(accuracy), backend=candidate.name)

@@ -99,31 +99,66 @@ class TorchBackend(Backend):
             return self.final_image(self.runner(batch))
 
 
-def default_providers() -> list[str]:
-    """TensorRT-RTX, TensorRT, CUDA, then CPU: the fastest execution providers present."""
+# The GPU execution providers irdeploy asks for, fastest first. The TensorRT-RTX provider
+# (NvTensorRTRTXExecutionProvider) is not among them: recent ONNX Runtime builds ship it as a
+# plugin that the application registers by library path and selects per device, which
+# InferenceSession(providers=...) cannot do; engines for RTX GPUs come from `irdeploy build --trt rtx`.
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+Provider = str | tuple[str, dict[str, str]]
+
+
+def default_providers(device_id: int = 0, engine_cache: str | os.PathLike | None = None) -> list[Provider]:
+    """TensorRT, CUDA, then CPU, as far as this ONNX Runtime build has them, with their options:
+    ``device_id`` for both GPU providers, and an engine cache folder for the TensorRT provider
+    (``engine_cache``; default ``<irdeploy cache>/ort-tensorrt``) so that its engines are built once."""
     import onnxruntime as ort
 
-    preferred = ("NvTensorRTRTXExecutionProvider", "TensorrtExecutionProvider", "CUDAExecutionProvider",
-                 "CPUExecutionProvider")
     available = ort.get_available_providers()
-    return [p for p in preferred if p in available]
+    providers: list[Provider] = []
+    if "TensorrtExecutionProvider" in available:
+        if engine_cache is None:
+            from .artifacts import default_cache_dir
+
+            engine_cache = default_cache_dir() / "ort-tensorrt"
+        providers.append(("TensorrtExecutionProvider", {"device_id": str(device_id), "trt_engine_cache_enable": "True",
+                                                        "trt_engine_cache_path": str(engine_cache)}))
+    if "CUDAExecutionProvider" in available:
+        providers.append(("CUDAExecutionProvider", {"device_id": str(device_id)}))
+    return providers + ["CPUExecutionProvider"]
+
+
+def provider_name(provider: Provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
 
 
 class OnnxRuntimeBackend(Backend):
-    """An irdeploy ONNX graph in ONNX Runtime; padding from the graph's metadata."""
+    """An irdeploy ONNX graph in ONNX Runtime; padding from the graph's metadata.
 
-    def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None,
-                 threads: int | None = None) -> None:
+    ``providers``: ONNX Runtime's list (names, or ``(name, options)``); default
+    :func:`default_providers` for ``device_id``. The name, ``providers`` and ``device`` say what
+    the session actually runs on (``session.get_providers()``), which is not what was asked for
+    when a GPU provider fails to load (its CUDA libraries missing): then a one-line
+    ``RuntimeWarning`` says so.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, providers: Sequence[Provider] | None = None,
+                 threads: int | None = None, device_id: int = 0) -> None:
+        import warnings
+
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"{path}: no such ONNX file")
         options = ort.SessionOptions()
+        options.log_severity_level = 3  # a provider that fails to load is reported below, in one line
         if threads:
             options.intra_op_num_threads = threads
+        requested = list(providers or default_providers(device_id))
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=list(providers or default_providers()))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # ORT's multi-line "not in available providers"
+                self.session = ort.InferenceSession(str(path), options, providers=requested)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types without a common base
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{path}: ONNX Runtime cannot load it ({first[:300]})") from None
@@ -133,7 +168,13 @@ class OnnxRuntimeBackend(Backend):
         self.input_name = self.session.get_inputs()[0].name
         channels = self.session.get_inputs()[0].shape[1]
         self.channels = channels if isinstance(channels, int) else 3
-        self.name = f"ort ({self.session.get_providers()[0]})"
+        self.providers = list(self.session.get_providers())
+        self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else "cuda"
+        self.name = f"ort ({self.providers[0]})"
+        wanted = provider_name(requested[0])
+        if wanted != self.providers[0]:
+            warnings.warn(f"ONNX Runtime: {wanted} did not load for {path.name}; running on {self.providers[0]}",
+                          RuntimeWarning, stacklevel=2)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
@@ -148,12 +189,14 @@ class TensorRTBackend(Backend):
         self.engine = TensorRTEngine(path, **engine_options)
         self.pad_multiple = self.engine.pad_multiple
         self.pad_mode = self.engine.sidecar.get("pad_mode", "constant")
-        self.name = f"tensorrt ({self.engine.sidecar.get('precision', '?')})"
+        self.device = "cuda"
+        # the launch path is in the name: end-to-end and compute-only figures both time it
+        self.name = f"tensorrt ({self.engine.sidecar.get('precision', '?')}, {self.engine.launch_path})"
         self.max_shape = tuple(self.engine.profile.max)
         self.channels = int(self.engine.profile.max[1])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        return self.engine.infer(batch)
+        return np.asarray(self.engine.infer(batch), dtype=np.float32)  # BF16/FP16/FP8 engine outputs too
 
     def close(self) -> None:
         self.engine.close()

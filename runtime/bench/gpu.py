@@ -68,8 +68,10 @@ class TorchCudaProbe:
 
 
 class TensorRTProbe:
-    """Compute-only timing of an engine: the padded input copied to the device once, then
-    ``infer_device`` between two CUDA events on the engine's stream."""
+    """Compute-only timing of an engine: the padded input copied to the device once and bound to a
+    :meth:`~irdeploy.runtime.tensorrt.TensorRTEngine.launcher` of its own (shape and addresses set,
+    first run and any graph capture done) before the first event, so the two CUDA events enclose
+    only the launch, the same launch path that ``backend.infer`` takes (its name says which)."""
 
     def __init__(self, backend: Any, batch: np.ndarray) -> None:
         from irdeploy.core.padding import pad_batch
@@ -77,18 +79,19 @@ class TensorRTProbe:
 
         self.rt, self.check, self.engine = cudart(), check, backend.engine
         rt = self.rt
-        padded = np.ascontiguousarray(pad_batch(batch, backend.pad_multiple, backend.pad_mode), dtype=np.float32)
-        self.shape = padded.shape
+        dtype = self.engine._dtypes[self.engine.input_name]
+        padded = np.ascontiguousarray(pad_batch(batch, backend.pad_multiple, backend.pad_mode)).astype(dtype)
         self.input = check(rt.cudaMalloc(padded.nbytes), "cudaMalloc")
         check(rt.cudaMemcpy(self.input, padded.ctypes.data, padded.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice),
               "cudaMemcpy")
+        self.launch = self.engine.launcher(self.input, padded.shape)
         self.start = check(rt.cudaEventCreate(), "cudaEventCreate")
         self.end = check(rt.cudaEventCreate(), "cudaEventCreate")
 
     def __call__(self) -> int:
         rt, check, stream = self.rt, self.check, self.engine.stream
         check(rt.cudaEventRecord(self.start, stream), "cudaEventRecord")
-        self.engine.infer_device(self.input, self.shape, stream)
+        self.launch()
         check(rt.cudaEventRecord(self.end, stream), "cudaEventRecord")
         check(rt.cudaEventSynchronize(self.end), "cudaEventSynchronize")
         return int(check(rt.cudaEventElapsedTime(self.start, self.end), "cudaEventElapsedTime") * 1e6)
@@ -97,6 +100,8 @@ class TensorRTProbe:
         if self.input is None:
             return
         rt, check = self.rt, self.check
+        check(rt.cudaStreamSynchronize(self.engine.stream), "cudaStreamSynchronize")
+        self.launch.close()
         check(rt.cudaFree(self.input), "cudaFree")
         for event in (self.start, self.end):
             check(rt.cudaEventDestroy(event), "cudaEventDestroy")

@@ -189,6 +189,9 @@ def measure(
         try:
             runners[i] = c.load()
             rows[i].name = getattr(runners[i], "name", c.backend)
+            actual = getattr(runners[i], "device", None)  # where it really runs (ORT may fall back to the CPU)
+            if isinstance(actual, str):
+                rows[i].device = actual
         except Exception as exc:  # a candidate that cannot load is a result, not a crash
             rows[i].reason = f"failed to load: {one_line(exc)}"
             continue

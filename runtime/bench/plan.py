@@ -89,9 +89,10 @@ class CastTorchBackend(TorchBackend):
 
 
 def _ort_device() -> str:
-    from irdeploy.runtime.backends import default_providers
+    from irdeploy.runtime.backends import default_providers, provider_name
 
-    return "cpu" if default_providers()[0] == "CPUExecutionProvider" else "cuda"
+    # a prediction, for the thread sweep; each row is labelled by where its session really runs
+    return "cpu" if provider_name(default_providers()[0]) == "CPUExecutionProvider" else "cuda"
 
 
 class _Artifacts:
@@ -255,7 +256,7 @@ def bench_model(
                            config=config, clock=clock, threads=count,
                            device_memory=device_memory_used_mb if uses_gpu else None, progress=progress)
             for row in rows:
-                if row.backend not in cpu_backends:
+                if row.device != "cpu":
                     row.threads = None  # threads do not apply to a GPU backend
             result.rows += rows
     if result.ceilings:

@@ -50,7 +50,8 @@ from irdeploy.core.progress import step
 from irdeploy.core.tensorrt import describe, flavour_of, import_tensorrt
 from irdeploy.export.tensorrt_check import ParsedNetwork, layer_histogram, parse_onnx
 
-from .device import current_gpu
+from .device import rtx_capabilities, select_gpu
+from .engine import KERNEL_SPECIALIZATIONS
 from .errors import EngineBuildError
 from .profiles import Profile, graph_input, resolve_profile
 from .sidecar import cache_key, is_cache_hit, sidecar_path, write_engine
@@ -124,6 +125,8 @@ def build_engine(
     compute_capabilities: Sequence[str] | None = None,
     attention: str = "auto",
     force: bool = False,
+    device: int = 0,
+    kernel_specialization: str = "eager",
 ) -> BuildResult:
     """Build ``onnx_path`` into ``engine_path`` (plus ``engine_path.json``), or reuse a matching engine.
 
@@ -134,8 +137,13 @@ def build_engine(
     has none and says so in the notes: its runtime cache is :class:`TensorRTEngine`'s). ``compute_capabilities``
     (TensorRT-RTX only): e.g. ``["8.6", "12.0"]`` or ``["current"]``; by default RTX builds for
     every capability it supports from 8.0 on, without a GPU. ``force``: rebuild on a cache hit.
+    ``device``: the CUDA device a data-centre build (or an RTX build for ``"current"``) is for.
+    ``kernel_specialization`` (TensorRT-RTX): the dynamic-shape kernel strategy the runner uses by
+    default (``eager``: bit-exact from the first run; ``lazy``: RTX's own default, fallback kernels
+    until the specialised ones are compiled; ``none``), recorded in the sidecar's options.
 
-    Raises :class:`EngineBuildError` (one line) and leaves no engine file behind on failure.
+    Raises :class:`EngineBuildError` (one line) on failure; an engine and sidecar already at
+    ``engine_path`` are then left exactly as they were (the new pair replaces them only once built).
     """
     start = time.perf_counter()
     if precision not in ENGINE_PRECISIONS:
@@ -144,6 +152,9 @@ def build_engine(
         raise EngineBuildError(f"unknown attention mode {attention!r}; choose from {', '.join(ATTENTION_MODES)}")
     if opt_level is not None and not 0 <= opt_level <= 5:
         raise EngineBuildError(f"builder optimization level {opt_level} is outside 0-5")
+    if kernel_specialization not in KERNEL_SPECIALIZATIONS:
+        raise EngineBuildError(f"unknown kernel specialization {kernel_specialization!r}; "
+                               f"choose from {', '.join(KERNEL_SPECIALIZATIONS)}")
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     data = _read(onnx_path)
     try:
@@ -156,20 +167,19 @@ def build_engine(
     compute, tf32 = _SETTINGS[precision]
     fields: dict[str, Any] = {
         "tensorrt": {"flavour": flavour_of(trt), "name": describe(trt).rsplit(" ", 1)[0], "version": trt.__version__},
-        "target": _target(trt, compute_capabilities),
+        "target": _target(trt, compute_capabilities, device),
         "precision": precision,
         "profiles": [profile.to_dict()],
         "onnx": {"sha256": sha256_bytes(data), "graph_precision": compute_precision(model)},
-        "options": {"workspace": workspace, "opt_level": opt_level, "attention": attention},
+        "options": {"workspace": workspace, "opt_level": opt_level, "attention": attention,
+                    "kernel_specialization": kernel_specialization if flavour_of(trt) == "rtx" else None},
         "irdeploy_version": irdeploy.__version__,
     }
     key = cache_key(fields)
     _prepare_output(engine_path)
     if not force and (hit := is_cache_hit(engine_path, key)) is not None:
         return BuildResult(engine_path, hit, cached=True, seconds=time.perf_counter() - start, notes=notes)
-    if not force:  # a stale engine is never left for a runner to find, even if this build fails
-        engine_path.unlink(missing_ok=True)
-        sidecar_path(engine_path).unlink(missing_ok=True)
+    # An existing engine stays until the new one is built: write_engine replaces both files by rename.
 
     with step(f"preparing the {precision} graph of {onnx_path.name}"):
         source, mixed = _graph_for(model, onnx_path, precision, compute)
@@ -178,9 +188,9 @@ def build_engine(
     if not parsed.ok:
         raise EngineBuildError(f"{describe(trt)} cannot parse {onnx_path.name}: {parsed.errors[0].line()}")
     config = _config(parsed, profile, tf32=tf32, workspace=workspace, opt_level=opt_level, target=fields["target"])
-    use_timing_cache = timing_cache is not None and flavour_of(trt) == "tensorrt"
+    use_timing_cache = timing_cache is not None and _has_timing_cache(trt)
     if use_timing_cache:
-        _load_timing_cache(config, Path(timing_cache), notes)
+        use_timing_cache = _load_timing_cache(config, Path(timing_cache), notes)
     elif timing_cache is not None:
         notes.append("TensorRT-RTX has no timing cache (its tactics are chosen at run time): use the runtime cache when loading")
     with step(f"building the {precision} engine ({profile.describe()}); minutes for large models"):
@@ -206,12 +216,16 @@ def build_engine(
         host=socket.gethostname(),
         notes=notes,
     )
+    cache_bytes = _serialized_timing_cache(config, Path(timing_cache), notes) if use_timing_cache else None
     try:
-        if use_timing_cache:
-            atomic_write(Path(timing_cache), bytes(config.get_timing_cache().serialize()))
         sidecar = write_engine(engine_path, engine, fields)
     except OSError as exc:
         raise EngineBuildError(f"cannot write {engine_path}: {exc.strerror or exc}") from None
+    if cache_bytes is not None:  # after the engine: a cache that cannot be written never costs the build
+        try:
+            atomic_write(Path(timing_cache), cache_bytes)
+        except OSError as exc:
+            notes.append(f"timing cache {timing_cache} not written: {exc.strerror or exc}")
     return BuildResult(engine_path, sidecar, cached=False, seconds=time.perf_counter() - start, notes=notes)
 
 
@@ -252,29 +266,28 @@ def _graph_for(model: onnx.ModelProto, path: Path, precision: str, compute: str)
     return mixed.SerializeToString(), {**asdict(info), "fp32_share": round(info.fp32_share, 4)}
 
 
-def _target(trt: ModuleType, compute_capabilities: Sequence[str] | None) -> dict[str, Any]:
-    """What the engine will run on: the current GPU (TensorRT), or compute capabilities (RTX)."""
+def _target(trt: ModuleType, compute_capabilities: Sequence[str] | None, device: int = 0) -> dict[str, Any]:
+    """What the engine will run on: GPU ``device`` (TensorRT), or compute capabilities (RTX).
+
+    A build for a GPU makes ``device`` CUDA's current device first: the builder targets that one."""
     if flavour_of(trt) == "tensorrt":
         if compute_capabilities:
             raise EngineBuildError("compute capabilities are a TensorRT-RTX option; TensorRT builds for the current GPU")
-        return {"gpu": current_gpu().to_dict()}
+        return {"gpu": select_gpu(device).to_dict()}
+    known = rtx_capabilities(trt)
     if compute_capabilities is None:
-        supported = [cc for cc in _rtx_capabilities(trt) if cc >= (8, 0)]
-        return {"compute_capabilities": [f"{a}.{b}" for a, b in supported], "default": True}
+        supported = [cc for cc in known if tuple(map(int, cc.split("."))) >= (8, 0)]
+        return {"compute_capabilities": supported, "default": True}
     if list(compute_capabilities) == ["current"]:
-        gpu = current_gpu()
+        gpu = select_gpu(device)
+        if gpu.compute_capability not in known:
+            raise EngineBuildError(f"{gpu.name} (compute capability {gpu.compute_capability}) is not a {describe(trt)} "
+                                   f"target; it supports {', '.join(known)} (use data-centre TensorRT on this GPU)")
         return {"compute_capabilities": [gpu.compute_capability], "gpu": gpu.to_dict(), "default": False}
-    known = {f"{a}.{b}" for a, b in _rtx_capabilities(trt)}
     unknown = [cc for cc in compute_capabilities if cc not in known]
     if unknown:
-        raise EngineBuildError(f"{describe(trt)} cannot target compute capability {', '.join(unknown)}; it knows {', '.join(sorted(known))}")
+        raise EngineBuildError(f"{describe(trt)} cannot target compute capability {', '.join(unknown)}; it knows {', '.join(known)}")
     return {"compute_capabilities": list(compute_capabilities), "default": False}
-
-
-def _rtx_capabilities(trt: ModuleType) -> list[tuple[int, int]]:
-    """(major, minor) of every ``ComputeCapability.SMxy`` this TensorRT-RTX knows."""
-    caps = [name[2:] for name in trt.ComputeCapability.__members__ if name.startswith("SM")]
-    return sorted((int(c[:-1]), int(c[-1])) for c in caps)
 
 
 def _config(parsed: ParsedNetwork, profile: Profile, *, tf32: bool, workspace: int | None,
@@ -301,21 +314,60 @@ def _config(parsed: ParsedNetwork, profile: Profile, *, tf32: bool, workspace: i
     return config
 
 
-def _load_timing_cache(config: Any, path: Path, notes: list[str]) -> None:
-    """Attach the timing cache at ``path`` (empty if absent or unusable) to ``config``."""
+def _has_timing_cache(trt: ModuleType) -> bool:
+    """Data-centre TensorRT has a timing cache; TensorRT-RTX's are deprecated no-ops."""
+    return flavour_of(trt) == "tensorrt"
+
+
+def _load_timing_cache(config: Any, path: Path, notes: list[str]) -> bool:
+    """Attach the timing cache at ``path`` (empty if absent or unusable) to ``config``; False, with
+    a note, when TensorRT rejects it (``set_timing_cache`` returns False: another device or
+    version): the build then runs without one, and the file is left as it is."""
     data = path.read_bytes() if path.is_file() else b""
     cache = config.create_timing_cache(data)
     if cache is None and data:
         notes.append(f"timing cache {path} was unusable; starting an empty one")
         cache = config.create_timing_cache(b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        notes.append(f"timing cache {path} was rejected by TensorRT (another GPU or TensorRT version?); built without it")
+        return False
+    return True
+
+
+def _serialized_timing_cache(config: Any, path: Path, notes: list[str]) -> bytes | None:
+    """The build's timing cache as bytes, or None with a note: a cache TensorRT cannot serialize is
+    skipped, never allowed to discard the engine that was just built."""
+    try:
+        cache = config.get_timing_cache()
+        blob = cache.serialize() if cache is not None else None
+        data = bytes(blob) if blob is not None else b""
+    except Exception as exc:  # TensorRT raises its own RuntimeError/TypeError subclasses
+        notes.append(f"timing cache {path} not written: TensorRT could not serialize it ({type(exc).__name__})")
+        return None
+    if not data:
+        notes.append(f"timing cache {path} not written: TensorRT returned an empty cache")
+        return None
+    return data
 
 
 def _attention_layers(parsed: ParsedNetwork) -> list[Any]:
-    layers = [layer for layer in parsed.layers() if layer.type == parsed.trt.LayerType.ATTENTION_INPUT]
+    """The parsed network's attention layers, downcast; none on TensorRT older than 10.14, whose
+    ``LayerType`` has no ATTENTION_INPUT (and whose parser makes no attention layer)."""
+    trt = parsed.trt
+    kind, layer_class = getattr(trt.LayerType, "ATTENTION_INPUT", None), getattr(trt, "IAttentionInputLayer", None)
+    if kind is None or layer_class is None:
+        return []
+    layers = [layer for layer in parsed.layers() if layer.type == kind]
     for layer in layers:
-        layer.__class__ = parsed.trt.IAttentionInputLayer  # TensorRT's Python downcast
+        layer.__class__ = layer_class  # TensorRT's Python downcast
     return layers
+
+
+def _set_decomposable(layers: Sequence[Any], value: bool) -> None:
+    """``IAttention.decomposable`` (TensorRT 10.14+, TensorRT-RTX), reached by name: ``layers`` is
+    empty wherever the attention layer does not exist (see :func:`_attention_layers`)."""
+    for layer in layers:
+        setattr(getattr(layer, "attention", None), "decomposable", value)
 
 
 def _build(parsed: ParsedNetwork, config: Any, attention: str, what: str) -> tuple[bytes, bool]:
@@ -327,15 +379,13 @@ def _build(parsed: ParsedNetwork, config: Any, attention: str, what: str) -> tup
     """
     layers = _attention_layers(parsed)
     decompose = attention == "decomposable" and bool(layers)
-    for layer in layers:
-        layer.attention.decomposable = decompose
+    _set_decomposable(layers, decompose)
     with _native_stderr_silenced(attention == "auto" and bool(layers)):
         engine = parsed.builder.build_serialized_network(parsed.network, config)
     no_kernel = engine is None and any(_NO_ATTENTION_KERNEL in e for e in parsed.logger.errors)
     if no_kernel and attention == "auto" and layers:
         parsed.logger.errors.clear()
-        for layer in layers:
-            layer.attention.decomposable = True
+        _set_decomposable(layers, True)
         decompose = True
         engine = parsed.builder.build_serialized_network(parsed.network, config)
     if engine is None:

@@ -17,3 +17,11 @@ class EngineLoadError(ValueError):
 
 class NoGPUError(RuntimeError):
     """Running (or building for the current GPU) needs an NVIDIA GPU and its driver."""
+
+
+class DriverTooOldError(NoGPUError):
+    """A GPU and driver exist, but the driver is older than the installed CUDA runtime needs."""
+
+
+class CudaUnusableError(NoGPUError):
+    """A driver answered, but CUDA cannot be used (another error than a missing device or old driver)."""

@@ -50,7 +50,38 @@ def read_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:
         raise EngineLoadError(f"{path}: unreadable sidecar ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or "key" not in data:
         raise EngineLoadError(f"{path}: not an irdeploy engine sidecar (format {FORMAT} expected); rebuild the engine")
+    missing = _missing_field(data)
+    if missing:
+        raise EngineLoadError(f"{path}: the sidecar has no valid {missing!r}; rebuild the engine with irdeploy build")
     return data
+
+
+def _missing_field(data: dict[str, Any]) -> str | None:
+    """The first field a loader needs that is absent or of the wrong form (a hand-edited or
+    truncated sidecar), as a dotted path; None when all are there."""
+
+    def get(*keys: Any) -> Any:
+        value: Any = data
+        for k in keys:
+            if isinstance(k, int):
+                value = value[k] if isinstance(value, list) and len(value) > k else None
+            else:
+                value = value.get(k) if isinstance(value, dict) else None
+        return value
+
+    needed = [(("engine", "sha256"), str), (("tensorrt", "flavour"), str), (("tensorrt", "version"), str),
+              (("target",), dict), (("profiles", 0, "input"), str)]
+    needed += [(("profiles", 0, kind), list) for kind in ("min", "opt", "max")]
+    target = data.get("target")
+    if isinstance(target, dict):
+        needed += ([(("target", "compute_capabilities"), list)] if "compute_capabilities" in target
+                   else [(("target", "gpu", "name"), str), (("target", "gpu", "compute_capability"), str)])
+    for keys, kind in needed:
+        if not isinstance(get(*keys), kind):
+            return ".".join(str(k) for k in keys)
+    if data["tensorrt"]["flavour"] not in ("tensorrt", "rtx"):
+        return "tensorrt.flavour"
+    return None
 
 
 def is_cache_hit(engine_path: Path, key: str) -> dict[str, Any] | None:
