@@ -311,7 +311,7 @@ def _truncated(clip: Path, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["not a video", "truncated", "zero frames", "codec", "unwritable", "audio"])
+@pytest.mark.parametrize("case", ["not a video", "truncated", "truncated mkv", "zero frames", "codec", "unwritable", "audio"])
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, clip, identity, case, capsys) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -324,6 +324,9 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, clip, identity, case
         expect = "not a video FFmpeg can read"
     elif case == "truncated":
         src, expect = _truncated(clip, inputs / "cut.mp4"), "not a video FFmpeg can read"
+    elif case == "truncated mkv":  # Matroska decodes up to the cut: refused by default (--on-error skip keeps it)
+        whole = write_clip(tmp_path / "whole.mkv", pattern(SIZE, 30))
+        src, expect = _truncated(whole, inputs / "cut.mkv"), "frames its header promises (truncated?)"
     elif case == "zero frames":
         src, expect = _zero_frames(inputs / "empty.mkv"), "no frames"
     elif case == "codec":
@@ -402,3 +405,26 @@ def test_interrupted_run_leaves_no_file(tmp_path, quickstart_onnx) -> None:
     assert proc.returncode == 130, stderr
     assert "interrupted after" in stderr and "nothing written" in stderr and stderr.count("\n") == 1, stderr
     assert leftovers(out_dir) == []
+
+
+def test_bench_video_rows_and_table(clip, identity) -> None:
+    """bench --video's library: a row per backend x batch with fps and the stage split; a backend
+    that cannot open (TensorRT without a GPU) is a skipped row with its reason, not a failure."""
+    from irdeploy.runtime.video.bench import bench_video, format_table
+
+    rows = bench_video(clip, model=None, onnx=identity, backends=["ort", "trt"], batches=[1, 3], rounds=2)
+    ort = [r for r in rows if r.backend == "ort"]
+    assert [r.batch for r in ort] == [1, 3] and all(r.frames == FRAMES and len(r.fps) == 2 and r.median_fps > 0 for r in ort)
+    assert all(set(r.ms_per_frame) == {"decode", "infer", "encode"} and r.bound in r.ms_per_frame for r in ort)
+    trt = [r for r in rows if r.backend == "trt"]
+    try:
+        from irdeploy.runtime.tensorrt.device import current_gpu
+
+        current_gpu(0)
+        gpu = True
+    except Exception:  # noqa: BLE001 - no GPU, no driver, no TensorRT: each means no engine can run
+        gpu = False
+    if not gpu:
+        assert len(trt) == 2 and all(r.skipped and not r.fps for r in trt)
+    table = format_table(rows, "title")
+    assert max(map(len, table.splitlines())) <= 80 and "bound" in table

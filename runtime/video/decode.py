@@ -72,6 +72,14 @@ class _ErrorPolicy:
         self.report(f"{what}: skipped")
         return None
 
+    def ended_early(self, decoded: int, promised: int) -> None:
+        """The stream stopped short of what its header promises (a truncated file): ``fail``
+        refuses it, ``skip``/``repeat`` keep the frames there are and say so."""
+        what = f"{self.where}: the video ends after {decoded} of the {promised} frames its header promises (truncated?)"
+        if self.on_error == "fail":
+            raise VideoError(f"{what}; --on-error skip keeps the {decoded} frames")
+        self.report(what)
+
 
 def frame_to_rgb(frame, cache: dict) -> np.ndarray:
     """A decoded ``av.VideoFrame`` -> HxWx3 float32 RGB, with its own colour tags.
@@ -171,6 +179,8 @@ class VideoSource:
         self.tail = pending
         if index == 0:
             raise VideoError(f"{self.path}: no video frame could be decoded")
+        if self.info.promised and index < self.info.promised - 1:
+            self.policy.ended_early(index, self.info.promised)
 
     def close(self) -> None:
         self.container.close()

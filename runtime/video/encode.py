@@ -143,7 +143,7 @@ class VideoWriter:
         """Add the video stream, sized and tagged from the first frame (its rotation is known only now)."""
         lay = layout(self.pix_fmt)
         h, w = first.rgb.shape[:2]
-        self.height, self.width = h, w
+        self.size = self.height, self.width = h, w
         if lay is not None and lay.kind == "yuv" and self.codec in _EVEN_ONLY:
             self.height, self.width = -(-h // (1 << lay.shift[1])) << lay.shift[1], -(-w // (1 << lay.shift[0])) << lay.shift[0]
             if (self.height, self.width) != (h, w):
@@ -207,6 +207,9 @@ class VideoWriter:
             self.start(frame)
         self.mux(frame.packets)
         h, w = rgb.shape[:2]
+        if (h, w) != self.size:
+            raise VideoError(f"frame {frame.index + 1} is {w}x{h}, the first was {self.size[1]}x{self.size[0]}: "
+                             "a video has one frame size (write a PNG sequence instead)")
         if (h, w) != (self.height, self.width):
             rgb = np.pad(rgb, ((0, self.height - h), (0, self.width - w), (0, 0)), mode="edge")
         if self.layout is not None:

@@ -27,5 +27,5 @@ def require_av():
     try:
         import av
     except ImportError:
-        raise VideoError("video needs PyAV: pip install 'irdeploy[video]' (or av==18.1.0)") from None
+        raise VideoError("video needs PyAV; in the irdeploy clone, run: pip install \".[video]\" (or pip install av==18.1.0)") from None
     return av

@@ -128,10 +128,15 @@ def _output_path(source: str, output: str | os.PathLike, video_in: bool, codec: 
 
 
 def _open_writer(source, target: str, options: VideoOptions):
-    """A :class:`VideoWriter` for a video file name, else a :class:`SequenceWriter`."""
-    if is_video_file(target) or (Path(target).suffix and not is_sequence_pattern(target) and not Path(target).is_dir()):
-        if options.codec == "png" and not is_video_file(target):
-            raise VideoError(f"{target}: a PNG sequence goes to a folder or a pattern such as out/%06d.png")
+    """A :class:`SequenceWriter` for a folder or frame pattern, else a :class:`VideoWriter` (FFmpeg
+    picks the container from the suffix)."""
+    from irdeploy.core.images import SUFFIXES
+
+    path = Path(target)
+    sequence = is_sequence_pattern(target) or path.is_dir() or not path.suffix
+    if not sequence and path.suffix.lower() in SUFFIXES:
+        raise VideoError(f"{target}: frames are written to a folder or a pattern such as {path.with_name('%06d' + path.suffix)}")
+    if not sequence:
         if isinstance(source, VideoSource):
             info = source.info
             tags = SourceTags(info.width, info.height, info.depth, info.lossless, info.base_rate, info.time_base,
@@ -225,7 +230,8 @@ class _Run:
         from .progress import frame_progress
 
         total = self.reader.info.frames if isinstance(self.reader, VideoSource) else self.reader.frame_count
-        with frame_progress(self.progress, total) as advance:
+        name = Path(self.report.source).name or self.report.source
+        with frame_progress(self.progress, total, f"restoring {total or 'the'} frames of {name}") as advance:
             def written(count: int) -> None:
                 advance(count)
                 if on_frame is not None:

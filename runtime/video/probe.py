@@ -47,6 +47,9 @@ pipeline takes it from the first frame.
     color_primaries: int
     color_trc: int
     copied: tuple[str, ...] = field(default_factory=tuple)  # "audio aac", "subtitle mov_text"
+    # Frames the video stream's own header promises (its frame count, or its duration x rate);
+    # 0 when only the container's duration is known, which audio may lengthen.
+    promised: int = 0
 
     @property
     def layout(self) -> PlaneLayout | None:
@@ -108,11 +111,10 @@ def describe_container(path: Path, container) -> VideoInfo:
     if not ctx.width or not ctx.height or ctx.format is None:
         raise VideoError(f"{path}: the video stream has no frame size or pixel format (zero frames, or a broken header)")
     rate = stream.average_rate or stream.guessed_rate
-    duration = float(stream.duration * stream.time_base) if stream.duration else (
-        container.duration / 1e6 if container.duration else None)
-    frames = int(stream.frames or 0)
-    if not frames and duration and rate:
-        frames = round(duration * float(rate))
+    own = float(stream.duration * stream.time_base) if stream.duration else _tag_seconds(stream.metadata.get("DURATION"))
+    duration = own or (container.duration / 1e6 if container.duration else None)
+    promised = int(stream.frames or 0) or (round(own * float(rate)) if own and rate else 0)
+    frames = promised or (round(duration * float(rate)) if duration and rate else 0)
     copied = tuple(f"{s.type} {s.codec_context.name}" for s in container.streams if s.type in ("audio", "subtitle"))
     return VideoInfo(
         path=path, container=container.format.name, codec=ctx.name, width=ctx.width, height=ctx.height,
@@ -120,6 +122,15 @@ def describe_container(path: Path, container) -> VideoInfo:
         base_rate=Fraction(stream.guessed_rate or rate) if (stream.guessed_rate or rate) else None, frames=frames,
         duration=duration, colorspace=int(ctx.colorspace or 0),
         color_range=int(ctx.color_range or 0), color_primaries=int(ctx.color_primaries or 0),
-        color_trc=int(ctx.color_trc or 0), copied=copied,
+        color_trc=int(ctx.color_trc or 0), copied=copied, promised=promised,
     )
+
+
+def _tag_seconds(text: str | None) -> float | None:
+    """Matroska's per-track ``DURATION`` tag, ``HH:MM:SS.nnnnnnnnn``, in seconds."""
+    try:
+        h, m, sec = str(text).split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (AttributeError, ValueError):
+        return None
 

@@ -8,19 +8,22 @@ from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def frame_progress(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich bar on stderr; yields ``update(frames_done)`` (thread-safe: rich locks its state).
-    ``total`` 0 (a container without an index or duration) shows the count without an ETA."""
+def frame_progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A rich bar on stderr (``enabled``: a terminal) or else one progress step (the command
+    line's plain "restoring ..." line); yields ``update(frames_done)``, callable from any thread
+    (rich locks its state). ``total`` 0 (a container without index or duration): no ETA."""
+    from irdeploy.core.progress import step, stderr_console
+
     if not enabled:
-        yield lambda done: None
+        with step(label):
+            yield lambda done: None
         return
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     start = time.perf_counter()
     with Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=Console(stderr=True)) as bar:
+                  console=stderr_console(), transient=False) as bar:
         task = bar.add_task("restore", total=total or None, rate="")
 
         def update(done: int) -> None:
