@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .graph import biasfree_norms
 from .precision import emulate_low_precision, to_mixed_precision
 
 # Op-type families, in the order they are matched. Node-level families come first (below).
@@ -53,6 +54,7 @@ OP_FAMILIES: dict[str, frozenset[str]] = {
 }
 OUTPUT = "output add"  # the node writing the graph output: the residual that adds the input back
 L2NORM = "l2norm"      # ReduceL2 and the Div that divides by it: attention's q/||q||
+BIASFREE = "biasfree norm"  # Restormer's bias-free LayerNorm chains (graph.biasfree_norms)
 ALL, POLICY, FLOAT32 = "all", "policy", "float32"
 
 
@@ -89,10 +91,13 @@ def op_families(model: onnx.ModelProto) -> dict[str, list[str]]:
     """
     outputs = {v.name for v in model.graph.output}
     l2 = {out for n in model.graph.node if n.op_type == "ReduceL2" for out in n.output}
+    biasfree = {name for chain in biasfree_norms(model) for name in chain}
     families: dict[str, list[str]] = {}
     for node in model.graph.node:
         if outputs.intersection(node.output):
             family = OUTPUT
+        elif node.name in biasfree:
+            family = BIASFREE
         elif node.op_type == "ReduceL2" or (node.op_type == "Div" and l2.intersection(node.input)):
             family = L2NORM
         else:

@@ -24,6 +24,7 @@ from irdeploy.core.metadata import ExportMetadata
 from irdeploy.core.padding import INFERENCE_PAD_MODE, PAD_MODES
 from irdeploy.core.precision import check_precision
 from irdeploy.core.progress import step
+from irdeploy.model.restormer import BiasFreeLayerNorm2d
 from irdeploy.model.spec import pad_multiple, record_of
 from irdeploy.model.stats import model_stats
 
@@ -135,9 +136,10 @@ def to_onnx(
     data = proto.SerializeToString()
 
     layernorm_modules = sum(1 for m in model.modules() if isinstance(m, record.spec.layernorms))
+    biasfree_modules = sum(1 for m in model.modules() if isinstance(m, BiasFreeLayerNorm2d))
     report = ExportReport.from_graph(
         proto, path,
-        ops_before=ops_before, layernorm_modules=layernorm_modules,
+        ops_before=ops_before, layernorm_modules=layernorm_modules, biasfree_modules=biasfree_modules,
         gmacs_256=model_stats(model, channels=channels).gmacs,
         exporter=f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
         simplifier="onnxscript optimizer (torch.onnx optimize=True)" if simplify else None,

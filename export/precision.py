@@ -137,7 +137,7 @@ def to_mixed_precision(
     default_ops = DEFAULT_FP32_OPS | (BF16_FP32_OPS if low == TensorProto.BFLOAT16 else frozenset())
     keep_ops = frozenset(fp32_ops if fp32_ops is not None else (() if whitelist else default_ops))
     keep_names = frozenset(fp32_nodes or ()) - {""}
-    if not whitelist:  # a bias-free LayerNorm's statistics stay float32, as LayerNormalization's do
+    if fp32_ops is None and not whitelist:  # the default policy: a bias-free LayerNorm's statistics stay float32
         keep_names |= {name for chain in biasfree_norms(model) for name in chain[:6]}
     keep_output = fp32_nodes is None and not whitelist
     only_ops, only_names = frozenset(low_ops or ()), frozenset(low_nodes or ()) - {""}

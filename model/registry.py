@@ -19,7 +19,7 @@ from torch import nn
 from .spec import ModelRecord, ModelSpec, Preset, image_of, record_of, set_record
 
 # Modules of irdeploy.model that declare a SPEC, in the order `irdeploy models` lists them.
-BUILTIN = ("m3snet", "mprnet", "mhnet", "run")
+BUILTIN = ("m3snet", "mprnet", "mhnet", "run", "nafnet", "restormer")
 
 _SPECS: dict[str, ModelSpec] = {}
 
