@@ -19,7 +19,7 @@ MODULES = {"tensorrt": "tensorrt", "rtx": "tensorrt_rtx"}
 NAMES = {"tensorrt": "TensorRT", "rtx": "TensorRT-RTX"}
 INSTALL = {
     "tensorrt": "pip install tensorrt-cu13 (data-centre GPUs; needs NVIDIA's index, see the README)",
-    "rtx": "pip install tensorrt-rtx-cu13==1.7.1.116 (or the irdeploy[rtx] extra)",
+    "rtx": "pip install tensorrt-rtx-cu13==1.7.1.116 (or, in the irdeploy clone, pip install \".[rtx]\")",
 }
 
 

@@ -5,7 +5,7 @@ Python entry point, ``convert_to_mixed_precision``, on a float32 graph and retur
 graph with float32 inputs and outputs (``keep_io_types``), like
 :func:`irdeploy.export.precision.to_mixed_precision`. ModelOpt is *not* a core dependency: its
 ``[onnx]`` extra pins ``onnx~=1.21`` and pulls ``onnxruntime-gpu`` and ``cupy-cuda12x``. Install
-it with ``pip install "irdeploy[modelopt]"`` (pin ``torch==2.13.0`` in the same command, see the
+it with ``pip install ".[modelopt]"`` in the irdeploy clone (pin ``torch==2.13.0`` in the same command, see the
 README); without it :func:`autocast_modelopt` raises :class:`ModelOptUnavailable`.
 
 What AutoCast decides (ModelOpt 0.47): every node goes low *unless a rule blocks it*, and the
@@ -57,7 +57,7 @@ import onnx
 
 from irdeploy.core.precision import REDUCED, check_precision
 
-INSTALL_HINT = 'pip install "irdeploy[modelopt]"'
+INSTALL_HINT = 'pip install ".[modelopt]"'
 DEFAULT_DATA_MAX = 512.0
 DEFAULT_INIT_MAX = float(np.finfo(np.float16).max)
 
@@ -75,7 +75,7 @@ def _import_autocast():
     except ImportError as exc:
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelOptUnavailable(
-            f"ModelOpt AutoCast is not available ({cause}); install the optional extra: {INSTALL_HINT}"
+            f"ModelOpt AutoCast is not available ({cause}); install the optional extra: in the irdeploy clone, run {INSTALL_HINT}"
         ) from None
     return autocast
 

@@ -68,7 +68,27 @@ def _input_spec(model: nn.Module, dynamic: bool, static_shape: Sequence[int] | N
     if (ah, aw) != (h, w):
         notes.append(f"static size {h}x{w} rounded up to {ah}x{aw} (multiple of {multiple}); the runtime pads inputs")
         warnings.warn(notes[-1], stacklevel=3)
+    _check_fits_memory(n, channels, ah, aw)
     return InputSpec(channels, n, ah, aw, multiple), notes
+
+
+# A static export runs the network at its size (trace example, parity through eager and ONNX
+# Runtime), and these networks hold tens of feature maps the size of their input at once: an
+# input batch over this fraction of the machine's memory cannot be traced or checked here.
+MEMORY_FRACTION = 16
+
+
+def _check_fits_memory(n: int, c: int, h: int, w: int) -> None:
+    """Refuse in one line a static size whose float32 input alone would exhaust memory, instead
+    of an allocation failure (or the kernel's out-of-memory kill) deep inside tracing."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not every platform reports it
+        return
+    need = n * c * h * w * 4
+    if need * MEMORY_FRACTION > total:
+        raise ValueError(f"static size {n}x{c}x{h}x{w} is too large to export on this machine: its float32 input alone "
+                         f"is {need / 2**30:.1f} GiB and the network needs many times that (memory: {total / 2**30:.0f} GiB)")
 
 
 def to_onnx(
@@ -189,15 +209,10 @@ def _tensorrt_check(data: bytes):
 
 def inspect_onnx(path: str | os.PathLike, *, tensorrt: bool = True) -> ExportReport:
     """The export report of any ONNX file, with the metadata irdeploy wrote (if any)."""
-    path = Path(path)
-    from google.protobuf.message import DecodeError
+    from irdeploy.core.onnx_files import load_onnx
 
-    try:
-        proto = onnx.load(path)
-    except (OSError, DecodeError) as exc:
-        raise ValueError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    if not proto.graph.node or not proto.graph.input:
-        raise ValueError(f"{path}: not an ONNX model (no graph)")
+    path = Path(path)
+    proto = load_onnx(path, load_external_data=True)  # names a missing external-data file
     report = ExportReport.from_graph(proto, path)
     if tensorrt:
         report.tensorrt = _tensorrt_check(path.read_bytes())

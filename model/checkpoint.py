@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,10 +47,35 @@ def _read(path: Path) -> Any:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path} is an ONNX graph, not a checkpoint: pass it as --onnx, and give --checkpoint "
+                              "the .pth or .safetensors weights it was exported from.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then rejects
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the weights-only unpickler raises KeyError, IndexError, ... on arbitrary bytes
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_unpickling_reason(exc)})") from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Everything a checkpoint file holds (tensors, dicts, numbers), read as data: weights-only
+    unpickling, so a file that would run code is refused. :class:`CheckpointError` if unreadable."""
+    return _read(Path(path))
+
+
+def _unpickling_reason(exc: BaseException) -> str:
+    """What torch.load objected to, in a few words: the weights-only unpickler's own reason (an
+    unsupported opcode or a global it refused to import) rather than its advice paragraph."""
+    text = str(exc)
+    if text.startswith("Weights only load failed"):
+        lines = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+        reasons = [line for line in lines if not line.startswith(("Please file an issue", "Check the documentation"))]
+        reason = reasons[0] if reasons else ""
+        return f"weights-only unpickling refused it: {reason[:160]}" if reason else "weights-only unpickling refused it"
+    if isinstance(exc, (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError)):
+        return _first_line(exc)
+    return f"unpickling failed: {type(exc).__name__} {_first_line(exc)}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from .arguments import build, check_arguments
 from .spec import ModelRecord, ModelSpec, Preset, image_of, record_of, set_record
 
 # Modules of irdeploy.model that declare a SPEC, in the order `irdeploy models` lists them.
@@ -123,8 +124,9 @@ def create(name: str, **kwargs: Any) -> nn.Module:
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TypeError(f"{name}: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}")
+    check_arguments(name, spec.network, kwargs)
     settings.update(kwargs)
-    model = spec.network(**settings)
+    model = build(name, spec.network, settings, kwargs)
     return set_record(model, ModelRecord(spec, name, {"arch": arch, **settings}))
 
 

@@ -35,7 +35,7 @@ from irdeploy.core.images import psnr, read_image
 from irdeploy.core.pairs import find_pairs
 from irdeploy.core.fileio import atomic_path, atomic_write
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .data import PairedCrops, StepBatchSampler
 from .registry import create, final_image
 from .spec import spec_of
@@ -43,6 +43,8 @@ from .spec import spec_of
 LOSSES = ("charbonnier", "psnr")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 STATE_NAME = "train_state.pth"
+# What a resumable training state holds besides the weights (see ``save`` in :func:`_train`).
+RESUME_KEYS = ("state_dict", "optimizer", "step", "seconds", "model_name", "model_args", "log")
 
 
 @dataclass
@@ -260,11 +262,19 @@ def train(config: TrainConfig) -> TrainResult:
     ``threads`` applies for the duration of the run only (torch's thread count is process-wide).
     """
     config.check()
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; --out is the folder the run writes into")
+    created = not out.exists()
     previous = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
         return _train(config)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):  # a run that failed before writing leaves no folder
+            out.rmdir()
+        raise
     finally:
         torch.set_num_threads(previous)
 
@@ -285,7 +295,11 @@ def _train(config: TrainConfig) -> TrainResult:
     state = None
     if config.resume:
         state_file = _state_path(config.resume)
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        state = read_checkpoint(state_file)
+        missing = [k for k in RESUME_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise CheckpointError(f"{state_file}: not an irdeploy training state (no {', '.join(missing)}); "
+                                  "to start from its weights, use --checkpoint")
         trained = (state.get("model_name"), state.get("model_args"))
         if trained != (config.model, config.model_args):
             raise ValueError(f"{state_file}: trained as {trained[0]} {trained[1]}, not {config.model} {config.model_args}")

@@ -8,6 +8,7 @@ non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -72,6 +73,44 @@ def _kwarg(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def _positive(text: str) -> int:
+    """A count that must be at least 1 (threads, batch sizes, instances): argparse type."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _device(allow_auto: bool = False):
+    """argparse type for ``--device``: the spelling only; availability is checked by the verb."""
+    from .devices import check_spelling
+
+    def parse(text: str) -> str:
+        try:
+            return check_spelling(text, allow_auto=allow_auto)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _output_file(text: str) -> str:
+    """A file to write: refused when it is a folder, before any work is done (argparse type)."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name to write")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``irdeploy VERB: error: ...`` and exit code 2, no usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _print_report(report) -> None:
@@ -141,21 +180,31 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from irdeploy.export.parity import BackendRunner, compare, make_inputs, parity_sizes
-    from irdeploy.model import load_model
+    from irdeploy.model import load_model, record_of
     from irdeploy.model.spec import pad_multiple
 
     from .backends import OnnxRuntimeBackend, TensorRTBackend
 
+    if args.engine:
+        from .tensorrt.sidecar import read_sidecar
+
+        sidecar = read_sidecar(args.engine)
+        recorded = (sidecar["checkpoint_sha256"],) if "checkpoint_sha256" in sidecar else ()
+    else:
+        from irdeploy.core.metadata import ExportMetadata
+        from irdeploy.core.onnx_files import load_onnx
+
+        graph = load_onnx(args.onnx)
+        _check_image_graph(args.onnx, graph)
+        meta = ExportMetadata.read(graph)
+        recorded = (meta.checkpoint_sha256,) if meta is not None else ()
     model = load_model(args.model, args.checkpoint, **dict(args.arg))
+    if recorded:
+        _check_weights(args.engine or args.onnx, recorded[0], args.checkpoint, record_of(model).checkpoint_sha256)
     if args.engine:
         backend = TensorRTBackend(args.engine)
         precision = backend.engine.sidecar.get("precision", "fp32")
     else:
-        import onnx
-
-        from irdeploy.core.metadata import ExportMetadata
-
-        meta = ExportMetadata.read(onnx.load(args.onnx, load_external_data=False))
         precision = meta.precision if meta else "fp32"
         backend = OnnxRuntimeBackend(args.onnx)
     precision = {"best": "fp16", "tf32": "fp32"}.get(precision, precision)  # their parity floors
@@ -174,6 +223,34 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
             print(bisect_model(model, precision=precision, min_psnr=args.min_psnr or result.tolerance.min_psnr).summary())
     return 0 if result.passed else 1
+
+
+def _check_image_graph(path: str, graph) -> None:
+    """validate feeds NCHW image batches: refuse a graph with another input rank before running it."""
+    inits = {t.name for t in graph.graph.initializer}
+    inputs = [v for v in graph.graph.input if v.name not in inits]
+    if len(inputs) != 1:
+        raise ValueError(f"{path}: the graph has {len(inputs)} inputs; validate compares image networks with one NCHW input")
+    rank = len(inputs[0].type.tensor_type.shape.dim)
+    if rank != 4:
+        raise ValueError(f"{path}: input {inputs[0].name!r} has rank {rank}; validate compares image networks with an NCHW input (rank 4)")
+
+
+def _check_weights(artifact: str, recorded: str | None, checkpoint: str | None, given: str | None) -> None:
+    """Parity against other weights than the artifact's proves nothing: refuse it in one line.
+
+    ``recorded`` is the sha256 the graph's metadata (or the engine's sidecar) names, ``None``
+    for an artifact made from random weights; ``given`` is the sha256 of ``--checkpoint``."""
+    if recorded == given:
+        return
+    if recorded is None:
+        raise ValueError(f"{artifact} was made from random weights (it records no checkpoint), so it cannot match "
+                         f"--checkpoint {checkpoint}; export it from that checkpoint first")
+    if given is None:
+        raise ValueError(f"{artifact} was exported from the checkpoint with sha256 {recorded[:16]}...; give that file "
+                         "as --checkpoint (without one, validate would compare it with random weights)")
+    raise ValueError(f"--checkpoint {checkpoint} (sha256 {given[:16]}...) is not the checkpoint {artifact} was exported "
+                     f"from (sha256 {recorded[:16]}...); give that one")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -237,7 +314,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           grpc_port=args.grpc_port, max_batch=args.max_batch,
                           max_size=args.max_size[-2:] if args.max_size else None,
                           delay_us=args.dynamic_batching_delay_us, device=args.device, threads=args.threads,
-                          log_file=args.log_file)
+                          log_file=args.log_file, open_statistics=args.open_statistics)
     server.start()
     print(f"serving {args.name} (float32 NCHW) and {args.name}_image (uint8 HxWxC), max batch {server.max_batch}, "
           f"images up to {server.max_size[0]}x{server.max_size[1]}: {server.http_url} {server.grpc_url}; Ctrl-C stops",
@@ -261,6 +338,11 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="constructor argument (upstream name, JSON value), e.g. --arg width=16; repeatable")
 
 
+def _set_help(p: argparse.ArgumentParser, option: str, text: str) -> None:
+    """Reword a shared option's help where a verb's default differs (the quickstart's checkpoint)."""
+    next(a for a in p._actions if option in a.option_strings).help = text
+
+
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
     """What runs the images, for every verb that runs them (``irdeploy.runtime.artifacts.open_backend``)."""
     p.add_argument("--backend", choices=("torch", "ort", "trt"),
@@ -271,17 +353,28 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp32",
                    help="of the ONNX graph (ort) or engine (trt) made on the fly from --model/--checkpoint (default: %(default)s)")
     p.add_argument("--cache-dir", help="where graphs and engines made on the fly are kept (default: $XDG_CACHE_HOME/irdeploy)")
-    p.add_argument("--threads", type=int, help="intra-op threads (torch, ONNX Runtime)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s; trt always runs on a GPU)")
+    p.add_argument("--threads", type=_positive, help="intra-op threads (torch, ONNX Runtime)")
+    p.add_argument("--device", type=_device(), default="cpu", help="cpu, cuda or cuda:N (default: %(default)s; trt always runs on a GPU)")
     p.add_argument("--pad-mode", choices=PAD_MODES,
                    help="padding of sizes off the network's multiple (default: the graph's or engine's recorded mode; "
                         "replicate for torch and graphs made on the fly; constant = upstream's zeros)")
+
+
+def _require_device(kind: str, device: str) -> None:
+    """Before any export or build: can ``kind`` run on ``device`` here (TensorRT checks its own GPU)."""
+    from .devices import require_onnxruntime_device, require_torch_device
+
+    if kind == "torch":
+        require_torch_device(device)
+    elif kind == "ort":
+        require_onnxruntime_device(device)
 
 
 def _open_backend(args: argparse.Namespace):
     from .artifacts import open_backend
 
     kind = args.backend or ("trt" if args.engine else "ort" if args.onnx else "torch")
+    _require_device(kind, args.device)
     if args.model and args.checkpoint is None and not (args.onnx or args.engine):
         print(f"irdeploy {args.command}: warning: no --checkpoint, running {args.model} with random weights", file=sys.stderr)
     backend = open_backend(kind, model=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg), onnx=args.onnx,
@@ -298,6 +391,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
     if video.command.wants_video(args):  # a clip or image sequence: decode -> infer -> encode (irdeploy.runtime.video)
         return video.command.run(args, lambda: _open_backend(args))
+    if os.path.exists(args.output) and not os.path.isdir(args.output):  # before a model is loaded or exported
+        raise ValueError(f"{args.output} is a file; -o is the folder restored images are written into")
     with _open_backend(args) as backend:
         report = restore(args.inputs, args.output, backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
                          fmt=args.format, overwrite=args.overwrite, workers=args.workers,
@@ -316,6 +411,9 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from irdeploy.model.train import TrainConfig, train
 
+    from .devices import require_torch_device
+
+    require_torch_device(args.device)
     iters = args.iters if args.iters is not None or args.seconds else 1000
     config = TrainConfig(model=args.model, model_args=dict(args.arg), data=args.data, val=args.val, out=args.out,
                          iters=iters, max_seconds=args.seconds, batch=args.batch, crop=args.crop, lr=args.lr,
@@ -340,6 +438,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     pairs = find_pairs(args.data, limit=args.limit)
     if args.reference and not args.model:
         raise ValueError("--reference torch runs the eager model: give --model (and --checkpoint)")
+    if args.reference:
+        _require_device("torch", args.device)
     with _open_backend(args) as backend, (  # the reference pads as the backend does: ΔPSNR compares like with like
             open_backend("torch", model=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg),
                          threads=args.threads, device=args.device, pad_mode=backend.pad_mode)
@@ -354,7 +454,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="irdeploy", description="Image-restoration networks to ONNX and TensorRT.")
+    parser = _Parser(prog="irdeploy", description="Image-restoration networks to ONNX and TensorRT.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the model presets")
@@ -365,21 +465,25 @@ def build_parser() -> argparse.ArgumentParser:
                                           "eval and bench; write a report folder")
     p.add_argument("--out", default="irdeploy-quickstart", help="report folder (default: %(default)s)")
     _add_model_args(p, required=False)
+    _set_help(p, "--model", "preset or architecture of --checkpoint (default: the bundled checkpoint's M3SNet, width 16)")
+    _set_help(p, "--checkpoint", "weights to restore with, together with --model (default: the bundled checkpoint, "
+                                 "trained on CPU on the shipped photographs; not random weights)")
     p.add_argument("--train-seconds", type=float, default=0.0,
                    help="train the quickstart model from scratch for this long instead of using the bundled checkpoint")
-    p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime")
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_quickstart)
 
     p = sub.add_parser("export", help="export a model to a checked ONNX graph")
     _add_model_args(p)
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="what the graph computes in: fp32, or fp16/bf16 inside with float32 inputs and outputs (default: %(default)s)")
     p.add_argument("--attention", choices=("matmul", "onnx23"), default="matmul",
                    help="attention core: MatMul-Softmax-MatMul (opset 18) or the opset-23 Attention op")
     p.add_argument("--opset", type=int, help="ONNX opset (default 18, 23 for --attention onnx23)")
     p.add_argument("--static", type=_size, metavar="HxW", help="fixed input size instead of dynamic N/H/W")
-    p.add_argument("--batch", type=int, default=1, help="batch size of a --static export (default 1)")
+    p.add_argument("--batch", type=_positive, default=1, help="batch size of a --static export (default 1)")
     p.add_argument("--tlc", type=_size, metavar="HxW", help="apply the test-time local converter for this training crop")
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs eager parity gate")
     p.add_argument("--min-psnr", type=float, help="parity floor in dB vs eager fp32 (default: 80 fp32, 40 fp16, 30 bf16)")
@@ -392,16 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fp16-audit", help="rank op families by the error low precision adds")
     _add_model_args(p)
-    p.add_argument("--precision", choices=REDUCED, default="fp16")
+    p.add_argument("--precision", choices=REDUCED, default="fp16", help="the low precision to audit (default: %(default)s)")
     p.add_argument("--size", type=_size, default=(128, 128), metavar="HxW", help="image crop size (default 128x128)")
-    p.add_argument("--json", help="also write the rows as JSON")
+    p.add_argument("--json", type=_output_file, help="also write the rows as JSON")
     p.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch cross-check")
     p.set_defaults(func=_cmd_fp16_audit)
 
     p = sub.add_parser("build", help="build a strongly typed TensorRT engine from an ONNX graph")
-    p.add_argument("onnx")
+    p.add_argument("onnx", help="the ONNX graph to build (from irdeploy export, or any NCHW image graph)")
     p.add_argument("-o", "--output", required=True, help="engine file (a .json sidecar is written beside it)")
-    p.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp16")
+    p.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp16",
+                   help="engine precision: fp32, tf32, fp16, bf16 or best (fp16 with tf32) (default: %(default)s)")
     p.add_argument("--shapes", nargs="+", metavar="KIND=NxCxHxW",
                    help="min=1x3x64x64 opt=1x3x720x1280 max=1x3x1088x1920 (default; rounded to the pad multiple)")
     p.add_argument("--trt", choices=FLAVOURS, default="auto",
@@ -411,15 +516,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing-cache", help="timing cache file, read and updated (TensorRT)")
     p.add_argument("--compute-capability", action="append", metavar="X.Y",
                    help="TensorRT-RTX target (repeatable, or 'current'); default: every supported RTX architecture")
-    p.add_argument("--attention", choices=("auto", "fused", "decomposable"), default="auto")
+    p.add_argument("--attention", choices=("auto", "fused", "decomposable"), default="auto",
+                   help="attention layers: a fused kernel where TensorRT has one, else decomposed (auto); "
+                        "fused only (fail without a kernel); or always decomposed (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("validate", help="compare an ONNX graph or engine with the eager model")
     _add_model_args(p)
     artifact = p.add_mutually_exclusive_group(required=True)
-    artifact.add_argument("--onnx")
-    artifact.add_argument("--engine")
+    artifact.add_argument("--onnx", help="the ONNX graph to compare (its metadata names the checkpoint it was exported from)")
+    artifact.add_argument("--engine", help="the TensorRT engine to compare (needs a GPU; its sidecar names the checkpoint)")
     p.add_argument("--min-psnr", type=float, help="PSNR floor in dB (default by precision: 80 / 40 / 30)")
     p.add_argument("--bisect", action="store_true",
                    help="on failure, find the nodes to keep float32 (binary search, ONNX Runtime CPU emulation)")
@@ -431,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", default="fp32", help=f"comma-separated: {','.join(PRECISIONS)} (default: %(default)s)")
     p.add_argument("--shapes", default="1x3x256x256", help="comma-separated NxCxHxW (default: %(default)s)")
     p.add_argument("--batch", help="comma-separated batch sizes replacing N of every shape, e.g. 1,4")
-    p.add_argument("--iterations", type=int, default=20, help="timed runs per candidate (default: %(default)s)")
+    p.add_argument("--iterations", type=_positive, default=20, help="timed runs per candidate (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="minimum warm-up runs per candidate (default: %(default)s)")
     p.add_argument("--warmup-seconds", type=float, default=0.2, help="minimum warm-up time per candidate (default: %(default)s)")
     p.add_argument("--threads", help="intra-op threads for torch and ONNX Runtime alike; a comma list "
@@ -453,10 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_args(p)
     p.add_argument("--tile", type=int, help="process larger images in tiles of this size (default: an engine's profile max, else whole images)")
     p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=1, help="same-size images (or tiles) per inference call (default: %(default)s)")
+    p.add_argument("--batch", type=_positive, default=1, help="same-size images (or tiles) per inference call (default: %(default)s)")
     p.add_argument("--format", default="png", help="output format: png, jpg, bmp or tiff (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
-    p.add_argument("--workers", type=int, default=2, help="decode/encode threads (default: %(default)s)")
+    p.add_argument("--workers", type=_positive, default=2, help="decode/encode threads (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from .video import command as video_command
 
@@ -478,18 +585,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training pairs: DIR/input and DIR/target")
     p.add_argument("--val", help="validation pairs (whole images), scored in PSNR")
     p.add_argument("--out", required=True, help="folder for last.pth, best.pth, train_state.pth and log.json")
-    p.add_argument("--iters", type=int, help="training steps (default 1000, or none with --seconds)")
+    p.add_argument("--iters", type=_positive, help="training steps (default 1000, or none with --seconds)")
     p.add_argument("--seconds", type=float, help="time budget; the schedule anneals to its end")
-    p.add_argument("--batch", type=int, default=8, help="crops per step (default: %(default)s)")
+    p.add_argument("--batch", type=_positive, default=8, help="crops per step (default: %(default)s)")
     p.add_argument("--crop", type=int, default=128, help="crop side in pixels (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: %(default)s)")
-    p.add_argument("--loss", choices=("charbonnier", "psnr"), default="charbonnier")
+    p.add_argument("--loss", choices=("charbonnier", "psnr"), default="charbonnier",
+                   help="training loss: Charbonnier (smooth L1, the papers' choice) or negative PSNR (default: %(default)s)")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
                    help="mixed precision on CUDA (auto: bf16 where supported, else fp16; never on CPU)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--device", type=_device(allow_auto=True), default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batches (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch")
     p.add_argument("--val-every", type=int, default=0, help="validate and save every N steps (default: at the end only)")
     p.add_argument("--resume", help="continue a run: its --out folder or train_state.pth")
     p.add_argument("--identity-init", action="store_true",
@@ -501,14 +609,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA_DIR", help="pairs: DATA_DIR/input and DATA_DIR/target (GoPro, HIDE, Rain100, Test100 layout)")
     _add_backend_args(p)
     p.add_argument("--reference", choices=("torch",), help="also run eager PyTorch (--model/--checkpoint) and report ΔPSNR")
-    p.add_argument("--limit", type=int, help="only the first N pairs by name")
-    p.add_argument("--json", help="write every score to this JSON file")
+    p.add_argument("--limit", type=_positive, help="only the first N pairs by name")
+    p.add_argument("--json", type=_output_file, help="write every score to this JSON file")
     p.add_argument("--no-quantize", action="store_true", help="score outputs unrounded (default: rounded to 8 bits as saved)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("inspect", help="report on any ONNX file (ops, folding, precision, metadata)")
-    p.add_argument("onnx")
+    p.add_argument("onnx", help="the ONNX file to report on (external-data files beside it)")
     p.add_argument("--no-tensorrt", action="store_true", help="skip the TensorRT parser check")
     p.set_defaults(func=_cmd_inspect)
 
@@ -517,8 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", help="serve this TensorRT engine (model.plan) instead of the graph")
     p.add_argument("-o", "--output", required=True, help="model repository folder")
     p.add_argument("--name", required=True, help="model name (folder and URL name)")
-    p.add_argument("--max-batch", type=int, help="Triton max_batch_size (default: the engine profile's max N, else 8)")
-    p.add_argument("--instances", type=int, default=1, help="model instances (default: %(default)s)")
+    p.add_argument("--max-batch", type=_positive, help="Triton max_batch_size (default: the engine profile's max N, else 8)")
+    p.add_argument("--instances", type=_positive, default=1, help="model instances (default: %(default)s)")
     p.add_argument("--kind", choices=("auto", "gpu", "cpu"), default="auto",
                    help="instance kind; auto: GPU for engines and accelerated graphs, else CPU")
     p.add_argument("--dynamic-batching-delay-us", type=int, default=500, help="batcher queue delay (default: %(default)s)")
@@ -529,18 +637,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve an ONNX graph or engine with Triton (PyTriton), dynamic batching")
     artifact = p.add_mutually_exclusive_group(required=True)
-    artifact.add_argument("--onnx")
-    artifact.add_argument("--engine")
+    artifact.add_argument("--onnx", help="serve this ONNX graph with ONNX Runtime")
+    artifact.add_argument("--engine", help="serve this TensorRT engine (needs a GPU)")
     p.add_argument("--name", default="irdeploy", help="model name (default: %(default)s; images: NAME_image)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--http-port", type=int, default=8000, help="(default: %(default)s)")
-    p.add_argument("--grpc-port", type=int, default=8001, help="(default: %(default)s)")
-    p.add_argument("--max-batch", type=int, help="dynamic batch limit (default: the engine profile's max N, else 8)")
+    p.add_argument("--http-port", type=int, default=8000, help="Triton's HTTP/REST port (default: %(default)s)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="Triton's gRPC port (default: %(default)s)")
+    p.add_argument("--max-batch", type=_positive, help="dynamic batch limit (default: the engine profile's max N, else 8)")
     p.add_argument("--max-size", type=_size, metavar="HxW", help="largest image (default: the engine profile's, else 2160x3840)")
     p.add_argument("--dynamic-batching-delay-us", type=int, default=500, help="batcher queue delay (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (ONNX Runtime); engines run on cuda:N")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--device", type=_device(), default="cpu", help="cpu or cuda[:N] (ONNX Runtime); engines run on cuda:N")
+    p.add_argument("--threads", type=_positive, help="ONNX Runtime intra-op threads")
     p.add_argument("--log-file", help="Triton's log (default: standard output)")
+    p.add_argument("--open-statistics", action="store_true",
+                   help="serve Triton's statistics endpoint without an access token, so perf_analyzer can run "
+                        "(loopback --host only; the other admin endpoints keep PyTriton's token)")
     p.set_defaults(func=_cmd_serve)
     for verb in sub.choices.values():  # every verb: --quiet silences the progress messages on stderr
         if not any("--quiet" in action.option_strings for action in verb._actions):

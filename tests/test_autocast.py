@@ -72,7 +72,7 @@ def test_missing_modelopt_is_one_clear_line(monkeypatch):
     message = str(info.value)
     assert isinstance(info.value, ImportError)
     assert "\n" not in message and len(message) < 200
-    assert 'pip install "irdeploy[modelopt]"' in message
+    assert 'pip install ".[modelopt]"' in message
     assert "modelopt" in message.split(";")[0]  # says what is missing before what to do
 
 

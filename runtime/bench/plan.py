@@ -57,7 +57,7 @@ def thread_groups(backends: Sequence[str], threads: Sequence[int | None],
 def tensorrt_unavailable() -> str | None:
     """Why TensorRT cannot run here, or ``None`` if it can (an NVIDIA GPU and TensorRT)."""
     if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_rtx") is None:
-        return "TensorRT is not installed (pip install irdeploy[gpu] or [rtx])"
+        return "TensorRT is not installed; in the irdeploy clone, run: pip install \".[rtx]\" (or \".[gpu]\")"
     try:
         from irdeploy.runtime.tensorrt.device import current_gpu
 

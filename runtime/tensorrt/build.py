@@ -204,6 +204,7 @@ def build_engine(
         pad_multiple=graph.multiple,
         pad_mode=graph.pad_mode,
         onnx_file=onnx_path.name,
+        **_checkpoint_field(model),
         mixed_precision=mixed,
         network={
             "layers": histogram,
@@ -227,6 +228,15 @@ def build_engine(
         except OSError as exc:
             notes.append(f"timing cache {timing_cache} not written: {exc.strerror or exc}")
     return BuildResult(engine_path, sidecar, cached=False, seconds=time.perf_counter() - start, notes=notes)
+
+
+def _checkpoint_field(model: onnx.ModelProto) -> dict[str, Any]:
+    """The weights the graph was exported from (``irdeploy validate`` compares them with its
+    --checkpoint): ``{"checkpoint_sha256": sha or None}`` for an irdeploy graph, nothing otherwise."""
+    from irdeploy.core.metadata import ExportMetadata
+
+    meta = ExportMetadata.read(model)
+    return {"checkpoint_sha256": meta.checkpoint_sha256} if meta is not None else {}
 
 
 def _read(path: Path) -> bytes:
