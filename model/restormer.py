@@ -295,4 +295,5 @@ SPEC = ModelSpec(
     layernorms=(LayerNorm2d,),
     norms=(BiasFreeLayerNorm2d,),
     detect=_detect,
+    tlc=False,  # no global average pool; upstream Restormer has no local converter
 )
