@@ -273,3 +273,13 @@ def test_validate_engine_compares_the_sidecar_checkpoint(world, tmp_path, capsys
         lines = _error_lines(capsys.readouterr().err)
         assert len(lines) == 1 and message in lines[0]
 
+
+
+def test_an_atomic_write_onto_a_folder_names_the_folder(tmp_path) -> None:
+    """Library callers (eval's write_json, bench, sidecars) get the user's path, not the temporary name."""
+    from irdeploy.core.fileio import atomic_write
+
+    with pytest.raises(IsADirectoryError) as caught:
+        atomic_write(tmp_path, b"{}")
+    assert str(tmp_path) in str(caught.value) and ".partial" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,10 @@ rejects a wrong data type, rank, channel count or a batch above ``max_batch`` be
 that; an image larger than ``max_size`` (an engine's profile max by default) fails in the
 server. PyTriton reports a failure to every request of the batch it was scheduled in (it has
 no per-request errors), so a too-large image can fail same-moment requests with it; the server
-keeps serving either way.
+keeps serving either way. What a client reads is PyTriton's text: irdeploy's one-line reason
+inside PyTriton's traceback (irdeploy's own client, :mod:`irdeploy.runtime.triton_client`,
+extracts the line); a tensor with a zero H or W fails in PyTriton's transport before
+:meth:`TritonServer._restore` can refuse it (the client refuses it before sending).
 
 Triton's Python-backend stub links ``libpython3.x``: the server is started with the running
 interpreter's own library folder first on ``LD_LIBRARY_PATH``, or a stub built against another
