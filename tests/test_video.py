@@ -169,6 +169,24 @@ def test_identity_round_trip_h264(tmp_path, clip, identity, capsys) -> None:
     assert mean_psnr > 38, mean_psnr  # measured 39.6 dB on this 64x48 pan (CRF 17 on top of the input's CRF 12)
 
 
+def test_subtitles_and_pcm_audio_copied_in_stream_order(tmp_path, photo, identity, capsys) -> None:
+    """Matroska with SubRip cues and PCM audio: both copied byte for byte, streams kept in order."""
+    cues = [(0, 100, "first"), (160, 120, "second"), (320, 80, "third")]
+    src = write_clip(tmp_path / "talk.mkv", panned(photo, SIZE, 10), audio=sine(0.4), audio_codec="pcm_s16le",
+                     subtitles=cues)
+    code, _, err = restore([src, "-o", tmp_path / "out.mkv", "--onnx", identity], capsys)
+    assert code == 0, err
+
+    def streams(path: Path) -> tuple[list, list]:
+        with av.open(str(path)) as c:
+            kinds = [(s.type, s.codec_context.name) for s in c.streams]
+            packets = [(p.stream.type, p.pts, bytes(p)) for p in c.demux() if p.size and p.stream.type != "video"]
+            return kinds, packets
+
+    assert streams(tmp_path / "out.mkv") == streams(src)
+    assert [p[2] for p in streams(src)[1] if p[0] == "subtitle"] == [b"first", b"second", b"third"]
+
+
 def test_lossless_ten_bit_stays_ten_bit_and_lossless(tmp_path, photo, identity, capsys) -> None:
     """FFV1 10-bit in: FFV1 10-bit out by default; luma within 2 of 1023 code values (the only
     loss: RGB clipped to [0, 1] where the YUV lies outside the RGB cube)."""

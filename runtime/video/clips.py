@@ -54,12 +54,14 @@ def sine(seconds: float, rate: int = 48000, frequency: float = 440.0) -> np.ndar
 def write_clip(path: str | os.PathLike, frames: Sequence[np.ndarray], *, fps: int = 25, codec: str = "libx264",
                pix_fmt: str = "yuv420p", crf: int = 12, pts: Sequence[int] | None = None, time_base: Fraction | None = None,
                rotation: int = 0, audio: np.ndarray | None = None, sample_rate: int = 48000, audio_codec: str = "aac",
-               colorspace: int = 1, full_range: bool = False) -> Path:
+               colorspace: int = 1, full_range: bool = False,
+               subtitles: Sequence[tuple[int, int, str]] = ()) -> Path:
     """Encode float RGB ``frames`` (HxWx3 in [0, 1]) into ``path``.
 
     ``pts`` (in ``time_base``, default 1/fps) gives each frame's own timestamp: a variable frame
     rate clip. ``colorspace`` is the AVColorSpace tag (1 BT.709, 5/6 BT.601, 9 BT.2020), applied
     by swscale and written to the stream. ``audio``: mono samples, encoded with ``audio_codec``.
+    ``subtitles``: (start ms, duration ms, text) cues as a SubRip stream (Matroska).
     """
     import av
     from av.video.reformatter import VideoReformatter
@@ -83,6 +85,8 @@ def write_clip(path: str | os.PathLike, frames: Sequence[np.ndarray], *, fps: in
             ctx.options = {"crf": str(crf), **({"x265-params": "log-level=none"} if codec == "libx265" else {})}
         if rotation:
             video.set_display_rotation(rotation)
+        text = out.add_mux_stream("subrip") if subtitles else None
+        cues = list(subtitles)
         sound = None
         if audio is not None:
             sound = out.add_stream(audio_codec, rate=sample_rate)
@@ -99,6 +103,12 @@ def write_clip(path: str | os.PathLike, frames: Sequence[np.ndarray], *, fps: in
                 frame = frame.reformat(format=pix_fmt)
             frame.pts = pts[i] if pts is not None else i
             frame.time_base = time_base
+            while cues and cues[0][0] <= 1000 * frame.pts * time_base:  # muxed in time order, beside the video
+                start, length, line = cues.pop(0)
+                cue = av.Packet(line.encode())
+                cue.pts = cue.dts = start
+                cue.duration, cue.time_base, cue.stream = length, Fraction(1, 1000), text
+                out.mux(cue)
             for packet in video.encode(frame):
                 out.mux(packet)
         for packet in video.encode(None):

@@ -47,6 +47,7 @@ class SourceTags:
     color_range: int = 0
     color_primaries: int = 2
     color_trc: int = 2
+    video_index: int = 0  # the video stream's position among the source's streams (kept in the output)
 
 
 # Containers where FFV1 is at home (players of MP4/MOV rarely decode it).
@@ -108,7 +109,7 @@ class VideoWriter:
         except BaseException:
             self.abort()
             raise
-        self.stream = None
+        self.started = False
         self.frames = 0
 
     def _plan(self, codec: str | None, crf: int | None, pix_fmt: str | None, copied_streams: list) -> None:
@@ -131,12 +132,18 @@ class VideoWriter:
         self.crf = crf if crf is not None else DEFAULT_CRF.get(self.codec)
         if self.source.depth > 8 and (layout(self.pix_fmt) is None or layout(self.pix_fmt).depth <= 8):
             self.notes.append(f"{self.source.depth}-bit source written as 8-bit {self.pix_fmt} ({self.codec})")
-        self.copies = {}
         for stream in copied_streams:
             name = stream.codec_context.name
             if name not in supported:
                 raise VideoError(f"{self.path.name}: the {fmt} container cannot hold the source's {stream.type} "
                                  f"stream ({name}), which is copied without re-encoding; choose another output suffix")
+        # Streams in the source's order (the video sized and tagged later, from its first frame).
+        self.copies = {}
+        before = [s for s in copied_streams if s.index < self.source.video_index]
+        for stream in before:
+            self.copies[stream.index] = self.container.add_stream_from_template(stream)
+        self.stream = self.container.add_stream(self.codec, rate=self.source.rate or None)
+        for stream in copied_streams[len(before):]:
             self.copies[stream.index] = self.container.add_stream_from_template(stream)
 
     def start(self, first: SourceFrame) -> None:
@@ -149,7 +156,7 @@ class VideoWriter:
             if (self.height, self.width) != (h, w):
                 self.notes.append(f"{w}x{h} frames padded to {self.width}x{self.height} (edge pixels repeated): "
                                   f"{self.codec} {self.pix_fmt} needs even sizes; --codec ffv1 or libvpx-vp9 keeps {w}x{h}")
-        stream = self.container.add_stream(self.codec, rate=self.source.rate or None)
+        stream = self.stream
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
         stream.time_base = self.source.time_base
         ctx = stream.codec_context
@@ -171,7 +178,7 @@ class VideoWriter:
         if first.rotation:
             stream.set_display_rotation(first.rotation)
         self.layout = lay
-        self.stream = stream
+        self.started = True
 
     def _colour(self, lay: PlaneLayout | None) -> tuple[Colour, tuple[int, int, int, int]]:
         """The conversion back to YUV and the tags (matrix, range, primaries, transfer) to write.
@@ -203,7 +210,7 @@ class VideoWriter:
         """Mux the packets that came before ``frame``, then encode ``rgb`` at ``frame``'s timestamp."""
         import av
 
-        if self.stream is None:
+        if not self.started:
             self.start(frame)
         self.mux(frame.packets)
         h, w = rgb.shape[:2]
@@ -230,7 +237,7 @@ class VideoWriter:
 
     def finish(self, tail: list) -> None:
         """Flush the encoder, mux the packets that came after the last frame, close the file."""
-        if self.stream is not None:
+        if self.started:
             for packet in self.stream.encode(None):
                 self.container.mux(packet)
         self.mux(tail)

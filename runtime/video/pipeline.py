@@ -140,7 +140,8 @@ def _open_writer(source, target: str, options: VideoOptions):
         if isinstance(source, VideoSource):
             info = source.info
             tags = SourceTags(info.width, info.height, info.depth, info.lossless, info.base_rate, info.time_base,
-                              info.pix_fmt, info.colorspace, info.color_range, info.color_primaries, info.color_trc)
+                              info.pix_fmt, info.colorspace, info.color_range, info.color_primaries, info.color_trc,
+                              source.container.streams.video[0].index)
         else:
             tags = SourceTags(0, 0, 16 if _sixteen_bit(source.files[0]) else 8, True, source.fps, 1 / source.fps)
         return VideoWriter(target, tags, source.streams, codec=options.codec, crf=options.crf, pix_fmt=options.pix_fmt,
