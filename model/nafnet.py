@@ -41,15 +41,15 @@ __all__ = ["NAFNet", "SPEC"]
 _REPO = "megvii-research/NAFNet"
 _GOPRO = {"enc_blk_nums": [1, 1, 1, 28], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1]}
 _SIDD = {"enc_blk_nums": [2, 2, 4, 8], "middle_blk_num": 12, "dec_blk_nums": [2, 2, 2, 2]}
-_TLC = "; upstream evaluates it as NAFNetLocal: to_local(model), i.e. --tlc 256x256"
+_TLC = "; upstream tests it with TLC: --tlc 256x256"
 PRESETS = (
-    Preset("nafnet-gopro-32", "NAFNet width 32, GoPro motion deblurring" + _TLC, {"width": 32, **_GOPRO},
+    Preset("nafnet-gopro-32", "NAFNet width 32, GoPro deblurring" + _TLC, {"width": 32, **_GOPRO},
            source=f"{_REPO} options/test/GoPro/NAFNet-width32.yml"),
-    Preset("nafnet-gopro-64", "NAFNet width 64, GoPro and REDS deblurring" + _TLC, {"width": 64, **_GOPRO},
+    Preset("nafnet-gopro-64", "NAFNet width 64, GoPro/REDS deblurring" + _TLC, {"width": 64, **_GOPRO},
            source=f"{_REPO} options/test/GoPro/NAFNet-width64.yml, options/test/REDS/NAFNet-width64.yml"),
-    Preset("nafnet-sidd-32", "NAFNet width 32, SIDD real denoising", {"width": 32, **_SIDD},
+    Preset("nafnet-sidd-32", "NAFNet width 32, SIDD denoising", {"width": 32, **_SIDD},
            source=f"{_REPO} options/test/SIDD/NAFNet-width32.yml"),
-    Preset("nafnet-sidd-64", "NAFNet width 64, SIDD real denoising", {"width": 64, **_SIDD},
+    Preset("nafnet-sidd-64", "NAFNet width 64, SIDD denoising", {"width": 64, **_SIDD},
            source=f"{_REPO} options/test/SIDD/NAFNet-width64.yml"),
 )
 
@@ -79,16 +79,11 @@ class NAFNet(NAFUNet):
         return out[..., :h, :w]
 
 
-_PARTS = ("intro.", "ending.", "encoders.", "decoders.", "middle_blks.", "ups.", "downs.")
-
-
 def _detect(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
-    """NAFNet: nothing but the NAF U-Net's parts, with NAFBlocks (their channel attention's
-    ``sca``) in the bottleneck. M3SNet adds ``middle.*``, MHNet a second stage, and both they and
-    RUN put attention in the bottleneck; widths and depths are read off the shapes."""
-    if "middle_blks.0.sca.1.weight" not in state or not all(key.startswith(_PARTS) for key in state):
-        return None
-    return read_unet(state)
+    """NAFNet: a NAF U-Net with NAFBlocks (their channel attention ``sca``) in the bottleneck,
+    where M3SNet, MHNet and RUN put attention; widths and depths are read off the shapes
+    (:func:`irdeploy.model.detect.detect` then checks that they rebuild this state dict)."""
+    return read_unet(state) if "middle_blks.0.sca.1.weight" in state else None
 
 
 SPEC = ModelSpec(

@@ -56,19 +56,19 @@ _DENOISE = {"LayerNorm_type": "BiasFree"}
 # dual-pixel one (Defocus_Deblurring/Options/DefocusDeblur_DualPixel_16bit_Restormer.yml) is
 # ``create("restormer", inp_channels=6, dual_pixel_task=True)`` and not a preset: its input is
 # two views stacked, which irdeploy's image pipeline (1 or 3 channels in and out) does not read.
+# Presets of one network differ only in their weights, so a checkpoint is detected as the first.
 PRESETS = (
-    Preset("restormer-derain", "Restormer, deraining (Rain13K)", {},
+    Preset("restormer-derain", "Restormer, deraining (Rain13K); same network as -deblur, -defocus", {},
            source=f"{_REPO} Deraining/Options/Deraining_Restormer.yml"),
     Preset("restormer-deblur", "Restormer, motion deblurring (GoPro)", {},
            source=f"{_REPO} Motion_Deblurring/Options/Deblurring_Restormer.yml"),
-    Preset("restormer-defocus", "Restormer, single-image defocus deblurring (DPDD)", {},
+    Preset("restormer-defocus", "Restormer, defocus deblurring, single image (DPDD)", {},
            source=f"{_REPO} Defocus_Deblurring/Options/DefocusDeblur_Single_8bit_Restormer.yml"),
-    Preset("restormer-denoise-real", "Restormer, real denoising (SIDD), BiasFree LayerNorm", dict(_DENOISE),
+    Preset("restormer-denoise-real", "Restormer, real denoising (SIDD), BiasFree; same network as -denoise-color", dict(_DENOISE),
            source=f"{_REPO} Denoising/Options/RealDenoising_Restormer.yml"),
-    Preset("restormer-denoise-color", "Restormer, Gaussian colour denoising (blind; sigma 15/25/50), BiasFree",
+    Preset("restormer-denoise-color", "Restormer, Gaussian colour denoising, BiasFree",
            dict(_DENOISE), source=f"{_REPO} Denoising/Options/GaussianColorDenoising_Restormer*.yml"),
-    Preset("restormer-denoise-gray", "Restormer, Gaussian grayscale denoising (blind; sigma 15/25/50), 1 channel, "
-           "BiasFree", {**_DENOISE, "inp_channels": 1, "out_channels": 1},
+    Preset("restormer-denoise-gray", "Restormer, Gaussian gray denoising, BiasFree, 1 channel", {**_DENOISE, "inp_channels": 1, "out_channels": 1},
            source=f"{_REPO} Denoising/Options/GaussianGrayDenoising_Restormer*.yml"),
 )
 
@@ -250,15 +250,15 @@ _LEVELS = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
 
 
 def _detect(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
-    """Restormer: widths, depths, heads, norm type and the dual-pixel skip read off the shapes;
-    they must rebuild exactly this state dict."""
+    """Restormer: widths, depths, heads, norm type and the dual-pixel skip read off the shapes
+    (:func:`irdeploy.model.detect.detect` then checks that they rebuild this state dict)."""
     embed, out = state.get("patch_embed.proj.weight"), state.get("output.weight")
     temps = [state.get(f"{level}.0.attn.temperature") for level in _LEVELS]
     hidden = state.get("encoder_level1.0.ffn.project_out.weight")
     if embed is None or out is None or hidden is None or any(t is None for t in temps):
         return None
     dim, hidden = int(embed.shape[0]), int(hidden.shape[1])
-    kwargs = {
+    return {
         "inp_channels": int(embed.shape[1]), "out_channels": int(out.shape[0]), "dim": dim,
         "num_blocks": [count_indices(state, f"{level}.") for level in _LEVELS],
         "num_refinement_blocks": count_indices(state, "refinement."),
@@ -268,13 +268,6 @@ def _detect(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
         "LayerNorm_type": "WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree",
         "dual_pixel_task": "skip_conv.weight" in state,
     }
-    try:
-        with torch.device("meta"):
-            expected = Restormer(**kwargs).state_dict()
-    except ValueError:
-        return None
-    same = expected.keys() == state.keys() and all(v.shape == state[k].shape for k, v in expected.items())
-    return kwargs if same else None
 
 
 SPEC = ModelSpec(
