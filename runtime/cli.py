@@ -86,6 +86,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1-65535 (argparse type; 0 would let the OS pick one nobody is told about)."""
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1-65535, got {value}")
+    return value
+
+
 def _device(allow_auto: bool = False):
     """argparse type for ``--device``: the spelling only; availability is checked by the verb."""
     from .devices import check_spelling
@@ -641,8 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
     artifact.add_argument("--engine", help="serve this TensorRT engine (needs a GPU)")
     p.add_argument("--name", default="irdeploy", help="model name (default: %(default)s; images: NAME_image)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--http-port", type=int, default=8000, help="Triton's HTTP/REST port (default: %(default)s)")
-    p.add_argument("--grpc-port", type=int, default=8001, help="Triton's gRPC port (default: %(default)s)")
+    p.add_argument("--http-port", type=_port, default=8000, help="Triton's HTTP/REST port (default: %(default)s)")
+    p.add_argument("--grpc-port", type=_port, default=8001, help="Triton's gRPC port (default: %(default)s)")
     p.add_argument("--max-batch", type=_positive, help="dynamic batch limit (default: the engine profile's max N, else 8)")
     p.add_argument("--max-size", type=_size, metavar="HxW", help="largest image (default: the engine profile's, else 2160x3840)")
     p.add_argument("--dynamic-batching-delay-us", type=int, default=500, help="batcher queue delay (default: %(default)s)")

@@ -138,7 +138,7 @@ CASES = [
     ("arg-int-for-list", ["export", "--model", "m3snet", "--arg", "enc_blk_nums=3", "-o", "{w}/out.onnx"], "enc_blk_nums=3 (expected a list"),
     ("arg-constructor-refuses", ["export", "--model", "run", "--arg", "num_heads=[2]", "-o", "{w}/out.onnx"],
      "run: cannot build it with num_heads=[2]"),
-    ("static-too-large", ["export", *TINY_ARGS, "--checkpoint", "{w}/ck.pth", "--static", "100000x100000", "-o", "{w}/out.onnx",
+    ("static-too-large", ["export", *TINY_ARGS, "--checkpoint", "{w}/ck.pth", "--static", "300000x300000", "-o", "{w}/out.onnx",
                           "--no-tensorrt"], "is too large to export on this machine"),
     # ONNX files
     ("inspect-missing-external-data", ["inspect", "{w}/ext.onnx", "--no-tensorrt"], "ext.weights, which is missing"),
@@ -184,6 +184,7 @@ CASES = [
     ("eval-json-is-a-folder", ["eval", "{w}/pairs", "--onnx", "{w}/m.onnx", "--json", "{w}/jsondir"], "jsondir is a folder"),
     ("serve-max-batch-negative", ["serve", "--onnx", "{w}/m.onnx", "--max-batch", "-1"], "must be at least 1, got -1"),
     ("serve-max-batch-zero", ["serve", "--onnx", "{w}/m.onnx", "--max-batch", "0"], "must be at least 1, got 0"),
+    ("serve-port-out-of-range", ["serve", "--onnx", "{w}/m.onnx", "--http-port", "99999"], "a TCP port is 1-65535, got 99999"),
     ("serve-device-banana", ["serve", "--onnx", "{w}/m.onnx", "--device", "banana"], "unknown device 'banana'"),
     ("triton-max-batch-zero", ["triton", "--onnx", "{w}/m.onnx", "-o", "{w}/repo", "--name", "m", "--max-batch", "0"],
      "must be at least 1, got 0"),
