@@ -151,6 +151,8 @@ def test_graph_is_folded(tiny_onnx, arch: str) -> None:
     assert ops["DepthToSpace"] > 0
     cores = graph.attention_cores(proto)
     assert len(cores) == _count(model, ChannelAttention) and {c.kind for c in cores} <= {"matmul-softmax-matmul"}
+    # two per channel LayerNorm, k^T per attention, one per PixelUnshuffle (Reshape-Transpose-Reshape)
+    assert ops["Transpose"] <= 2 * layernorms + len(cores) + _count(model, torch.nn.PixelUnshuffle)
     report = tiny_onnx.reports[path]
     assert report.problems == [] and report.layernorm_nodes == report.layernorm_modules == layernorms
     assert report.biasfree_norms == 0 and report.parity.passed
