@@ -26,7 +26,7 @@ from irdeploy.core.precision import check_precision
 from irdeploy.core.progress import step
 from irdeploy.model.restormer import BiasFreeLayerNorm2d
 from irdeploy.model.spec import pad_multiple, record_of
-from irdeploy.model.stats import model_stats
+from irdeploy.model.stats import model_stats, parameter_count
 
 from .parity import check_parity, make_inputs, parity_sizes
 from .report import ExportReport
@@ -146,11 +146,15 @@ def to_onnx(
     record = record_of(model)
     from irdeploy import __version__
 
+    exporter = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
+    simplifier = "onnxscript optimizer (torch.onnx optimize=True)" if simplify else None
+    # read back by inspect, so that it shows this report's parameter count and tools (#17, section 6)
+    extra = {"parameters": parameter_count(model), "exporter": exporter, "simplifier": simplifier}
     meta = ExportMetadata(
         model=record.name, arch=record.spec.name, config={k: v for k, v in record.config.items() if k != "arch"},
         precision=precision, attention=attention, opset=opset, pad_multiple=spec.multiple,
         pad_mode=pad_mode, irdeploy_version=__version__, checkpoint_sha256=record.checkpoint_sha256,
-        tlc=record.tlc,
+        tlc=record.tlc, extra=extra,
     )
     meta.write(proto)
     data = proto.SerializeToString()
@@ -161,9 +165,7 @@ def to_onnx(
         proto, path,
         ops_before=ops_before, layernorm_modules=layernorm_modules, biasfree_modules=biasfree_modules,
         gmacs_256=model_stats(model, channels=channels).gmacs,
-        exporter=f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
-        simplifier="onnxscript optimizer (torch.onnx optimize=True)" if simplify else None,
-        seconds=seconds, notes=notes,
+        exporter=exporter, simplifier=simplifier, parameters=extra["parameters"], seconds=seconds, notes=notes,
     )
     report.file_size = len(data)
 

@@ -291,3 +291,31 @@ def compare(
         cases.append(CaseResult(name, tuple(x.shape), float(diff.max()), float(diff.mean()), p, changed,
                                 bool(diff.max() <= tol.atol and p >= tol.min_psnr)))
     return ParityResult(precision, tol, tuple(cases), bool(accuracy), backend=candidate.name)
+
+
+def graph_parity(graph, model, *, min_psnr: float | None = None, channels: int = 3) -> tuple[ParityResult, str]:
+    """The export's parity gate re-run on a written graph: the figure ``validate --onnx`` prints.
+
+    Same inputs as :func:`irdeploy.export.to_onnx` checked (:func:`parity_sizes` of the graph's
+    own input shape and pad multiple), same padding (the recorded mode) and, for fp16/bf16, the
+    same storage-rounding emulation (ONNX Runtime's CPU kernels skip most low-precision rounding,
+    so running the graph as it is would report a higher PSNR than the rounding really costs).
+    Returns the result and, in words, what was run.
+    """
+    from irdeploy.core.metadata import ExportMetadata
+
+    meta = ExportMetadata.read(graph)
+    precision = meta.precision if meta is not None else "fp32"
+    multiple = meta.pad_multiple if meta is not None else int(getattr(model, "pad_multiple", 1))
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    batch, height, width = dims[0], dims[2], dims[3]
+    under_test, how = graph.SerializeToString(), "the graph in ONNX Runtime, at the export's inputs"
+    if precision in ("fp16", "bf16"):
+        from .precision import emulate_low_precision
+
+        under_test = emulate_low_precision(graph).SerializeToString()
+        how = f"the graph's {precision} storage-rounding emulation in ONNX Runtime (CPU), as at export"
+    result = check_parity(under_test, model, make_inputs(channels, parity_sizes(multiple, batch, height, width)),
+                          precision=precision, min_psnr=min_psnr, pad_multiple=multiple,
+                          pad_mode=meta.pad_mode if meta is not None else "constant", channels=channels)
+    return result, how

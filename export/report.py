@@ -48,6 +48,7 @@ class ExportReport:
     parity: Any = None  # irdeploy.export.parity.ParityResult
     tensorrt: Any = None  # irdeploy.export.tensorrt_check.TensorRTCheck, or a skip reason (str)
     notes: list[str] = field(default_factory=list)
+    graph_parameters: int | None = None  # float initializers of the graph (folding can merge some)
 
     @property
     def node_count(self) -> int:
@@ -61,7 +62,16 @@ class ExportReport:
 
         mixed = describe(model)
         dims = model.graph.input[0].type.tensor_type.shape.dim
+        metadata = ExportMetadata.read(model)
+        written = metadata.extra if metadata is not None else {}  # what the export recorded about itself
+        for key in ("parameters", "exporter", "simplifier"):
+            if known.get(key) is None and written.get(key) is not None:
+                known[key] = written[key]
+        if known.get("exporter") is None and model.producer_name:
+            known["exporter"] = f"{model.producer_name} {model.producer_version}".strip()
+        weights = graph.parameter_count(model)
         return cls(
+            graph_parameters=weights,
             path=Path(path),
             opset=max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
             precision=graph.compute_precision(model),
@@ -69,11 +79,11 @@ class ExportReport:
             ops_after=graph.op_histogram(model),
             attention_cores=graph.attention_cores(model),
             layernorm_nodes=graph.count_layernorms(model),
-            parameters=graph.parameter_count(model),
+            parameters=known.pop("parameters", None) or weights,
             file_size=Path(path).stat().st_size if Path(path).exists() else model.ByteSize(),
             problems=graph.problems(model, known.get("layernorm_modules"), known.get("biasfree_modules")),
             biasfree_norms=len(graph.biasfree_norms(model)),
-            metadata=ExportMetadata.read(model),
+            metadata=metadata,
             fp32_nodes=mixed.fp32_nodes if mixed else None,
             fp32_islands=mixed.fp32_islands if mixed else None,
             **known,
@@ -99,6 +109,7 @@ class ExportReport:
             "fp32_nodes": self.fp32_nodes,
             "fp32_islands": self.fp32_islands,
             "parameters": self.parameters,
+            "graph_parameters": self.graph_parameters,
             "gmacs_256": self.gmacs_256,
             "file_size": self.file_size,
             "seconds": self.seconds,
@@ -120,13 +131,16 @@ class ExportReport:
         rows = [("file", f"{self.path} ({self.file_size / 2**20:.1f} MiB)")]
         if self.metadata:
             rows.append(("model", f"{self.metadata.model} ({self.metadata.arch}), checkpoint "
-                                  f"{(self.metadata.checkpoint_sha256 or 'none (random weights)')[:16]}"))
+                                  + (f"sha256 {self.metadata.checkpoint_sha256[:16]}" if self.metadata.checkpoint_sha256
+                                     else "none (random weights)")))
         rows += [
-            ("exporter", f"{self.exporter or 'unknown'}; constants folded by {self.simplifier or 'n/a'}"),
+            ("exporter", (self.exporter or "unknown") + (f"; constants folded by {self.simplifier}" if self.simplifier else "")),
             ("opset / precision", f"{self.opset} / {self.precision}"
              + (f" ({self.fp32_nodes} float32 nodes in {self.fp32_islands} islands)" if self.fp32_nodes is not None else "")),
             ("input", "x".join(map(str, self.input_shape))),
-            ("parameters", f"{self.parameters / 1e6:.2f} M" + (f", {self.gmacs_256:.1f} GMACs at 256x256" if self.gmacs_256 else "")),
+            ("parameters", f"{self.parameters / 1e6:.2f} M" + (f", {self.gmacs_256:.1f} GMACs at 256x256" if self.gmacs_256 else "")
+             + (f" (graph initializers after folding: {self.graph_parameters / 1e6:.2f} M)"
+                if self.graph_parameters is not None and self.graph_parameters != self.parameters else "")),
             ("nodes", f"{self.node_count}"),
         ]
         if self.ops_before is not None:

@@ -130,7 +130,7 @@ class TensorRTCheck:
             return f"{name} cannot parse the graph: {self.errors[0].line()}{more}"
         return (
             f"{name} parsed {sum(self.layers.values())} layers: NORMALIZATION {self.normalization}, "
-            f"attention {self.attention}, SHAPE {self.layers.get('SHAPE', 0)}, GATHER {self.layers.get('GATHER', 0)}"
+            f"ATTENTION layers {self.attention}, SHAPE {self.layers.get('SHAPE', 0)}, GATHER {self.layers.get('GATHER', 0)}"
         )
 
     def raise_if_failed(self) -> None:

@@ -23,9 +23,17 @@ class ModelStats:
     size: tuple[int, int]
 
 
+def parameter_count(model: nn.Module) -> int:
+    """The one parameter count irdeploy prints (``models``, the export report, ``inspect`` of an
+    exported graph, the quickstart): every element of the module's parameters. A graph's own
+    initializers can count fewer (folding merges some constants), so reports label that figure
+    apart as the graph's weights."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def model_stats(model: nn.Module, size: tuple[int, int] = (256, 256), channels: int = 3) -> ModelStats:
     """Parameters and GMACs of one forward pass on a ``1 x channels x size`` input."""
-    params = sum(p.numel() for p in model.parameters())
+    params = parameter_count(model)
     meta = copy.deepcopy(model).to("meta").eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():

@@ -24,21 +24,28 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     from irdeploy.model import PRESETS, architectures, create
     from irdeploy.core.progress import step
-    from irdeploy.model.stats import model_stats
+    from irdeploy.model.stats import model_stats, parameter_count
 
-    stats_head = f"{'GMACs@256':>11}" if args.stats else ""
-    print(f"{'preset':<16}{'architecture':<14}{'parameters':>12}{stats_head}  description")
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for header in ("preset", "arch", "params", *(("GMACs@256",) if args.stats else ()), "description"):
+        table.add_column(header, no_wrap=header != "description", justify="right" if header[0] in "pG" else "left")
     for name, preset in PRESETS.items():
         with torch.device("meta"):
             model = create(name)
-        params = sum(p.numel() for p in model.parameters())
+        params = parameter_count(model)
+        cells = [name, preset.arch, f"{params / 1e6:.2f} M"]
         if args.stats:
             with step(f"counting GMACs of {name} at 256x256"):
-                macs = f"{model_stats(model).gmacs:>11.1f}"
-        else:
-            macs = ""
-        print(f"{name:<16}{preset.arch:<14}{params / 1e6:>10.2f} M{macs}  {preset.description}")
-    print(f"\narchitectures (create(name, **upstream_kwargs)): {', '.join(architectures())}")
+                cells.append(f"{model_stats(model).gmacs:.1f}")
+        table.add_row(*(Text(c) for c in (*cells, preset.description)))
+    console = Console()
+    console.print(table)
+    console.print(Text(f"architectures (create(name, **upstream_kwargs)): {', '.join(architectures())}"))
     return 0
 
 
@@ -122,13 +129,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _print_report(report) -> None:
+    _print_rows(report.lines())
+
+
+def _print_rows(rows) -> None:
+    """(label, value) rows: labels whole, values wrapped at spaces within the terminal (80 piped)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_header=False, box=None, pad_edge=False)
-    for label, value in report.lines():
-        table.add_row(f"[bold]{label}[/bold]", value)
-    Console(width=140).print(table)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, value in rows:
+        table.add_row(Text(label), Text(value))
+    Console().print(table)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -186,12 +201,31 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_parity(result, how: str) -> None:
+    """Per-input parity figures as a table within 80 columns, then the verdict and what was run."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, caption=f"vs eager float32; {how}",
+                  caption_justify="left")
+    for header in ("input", "max abs", "mean abs", "PSNR dB", "8-bit changed"):
+        table.add_column(header, justify="left" if header == "input" else "right", no_wrap=True)
+    for case in result.cases:
+        table.add_row(Text(case.name), f"{case.max_abs:.3g}", f"{case.mean_abs:.3g}", f"{case.psnr:.1f}",
+                      f"{case.pixels_changed:.2%}")
+    console = Console()
+    console.print(table)
+    console.print(Text(result.summary()))
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from irdeploy.export.parity import BackendRunner, compare, make_inputs, parity_sizes
     from irdeploy.model import load_model, record_of
     from irdeploy.model.spec import pad_multiple
 
-    from .backends import OnnxRuntimeBackend, TensorRTBackend
+    from .backends import TensorRTBackend
 
     if args.engine:
         from .tensorrt.sidecar import read_sidecar
@@ -212,17 +246,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.engine:
         backend = TensorRTBackend(args.engine)
         precision = backend.engine.sidecar.get("precision", "fp32")
+        precision = {"best": "fp16", "tf32": "fp32"}.get(precision, precision)  # their parity floors
+        with backend:
+            result = compare(model, BackendRunner(backend, 3, backend.name), make_inputs(3, parity_sizes(pad_multiple(model))),
+                             precision=precision, min_psnr=args.min_psnr, pad_mode=backend.pad_mode)
+        how = "the engine as built, on this GPU"
     else:
-        precision = meta.precision if meta else "fp32"
-        backend = OnnxRuntimeBackend(args.onnx)
-    precision = {"best": "fp16", "tf32": "fp32"}.get(precision, precision)  # their parity floors
-    with backend:
-        result = compare(model, BackendRunner(backend, 3, backend.name), make_inputs(3, parity_sizes(pad_multiple(model))),
-                         precision=precision, min_psnr=args.min_psnr)
-    for case in result.cases:
-        print(f"{case.name:<28} max abs {case.max_abs:.3g}  mean abs {case.mean_abs:.3g}  "
-              f"PSNR {case.psnr:.1f} dB  8-bit pixels changed {case.pixels_changed:.2%}")
-    print(result.summary())
+        from irdeploy.export.parity import graph_parity
+
+        result, how = graph_parity(graph, model, min_psnr=args.min_psnr)  # the export's gate: same inputs, same figure
+        precision = result.precision
+    _print_parity(result, how)
     if not result.passed and args.bisect:
         if precision == "fp32":
             print("bisect: the artifact is float32; there is no low-precision node to move")
@@ -299,9 +333,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     report = inspect_onnx(args.onnx, tensorrt=not args.no_tensorrt)
     _print_report(report)
-    if report.metadata is not None:
-        for key, value in vars(report.metadata).items():
-            print(f"  {key}: {value}")
+    if report.metadata is not None:  # the graph's irdeploy.* metadata, one wrapped row per key
+        _print_rows([(f"  {key}", str(value)) for key, value in vars(report.metadata).items()])
     return 0
 
 

@@ -75,27 +75,34 @@ class EvalResult:
         return min(s.parity_psnr for s in self.images) if self.reference else None
 
     def rows(self) -> list[tuple[str, dict[str, float]]]:
-        rows = [("degraded input", {m: self.mean("input", m) for m in METRICS}),
-                (f"restored: {self.backend}", {m: self.mean("output", m) for m in METRICS})]
+        """(label, mean scores) for the degraded input, the backend and the reference; the labels
+        are short (the table fits 80 columns) and :meth:`table` names the backends below it."""
+        rows = [("input", {m: self.mean("input", m) for m in METRICS}),
+                ("restored", {m: self.mean("output", m) for m in METRICS})]
         if self.reference:
-            rows.append((f"restored: {self.reference} (reference)", {m: self.mean("reference", m) for m in METRICS}))
+            rows.append(("reference", {m: self.mean("reference", m) for m in METRICS}))
         return rows
 
     def table(self) -> Any:
-        """A rich Table of the mean scores, with the ΔPSNR line when there is a reference."""
+        """A rich Table of the mean scores within 80 columns, the ΔPSNR row when there is a
+        reference, and a caption naming what ran (every per-image score is in :meth:`to_dict`)."""
+        from rich import box
         from rich.table import Table
 
         n = len(self.images)
-        table = Table(title=f"{self.data}: {n} image pair{'s' * (n != 1)}"
-                            + ("" if self.quantized else " (outputs not rounded to 8 bits)"))
-        table.add_column("")
-        for label in ("PSNR (dB)", "SSIM", "PSNR Y (dB)", "SSIM Y"):
-            table.add_column(label, justify="right")
+        caption = f"restored = {self.backend}" + (f"; reference = {self.reference}" if self.reference else "")
+        if not self.quantized:
+            caption += "; outputs not rounded to 8 bits"
+        table = Table(title=f"{self.data}: {n} image pair{'s' * (n != 1)}", caption=caption, box=box.SIMPLE_HEAD,
+                      caption_justify="left")
+        table.add_column("mean", no_wrap=True)
+        for label in ("PSNR dB", "SSIM", "PSNR-Y dB", "SSIM-Y"):
+            table.add_column(label, justify="right", no_wrap=True)
         for label, scores in self.rows():
             table.add_row(label, f"{scores['psnr']:.2f}", f"{scores['ssim']:.4f}", f"{scores['psnr_y']:.2f}", f"{scores['ssim_y']:.4f}")
         if self.reference:
             table.add_section()
-            table.add_row(f"Δ {self.backend} - reference", f"{self.delta_psnr:+.3f}", "", f"{self.delta_psnr_y:+.3f}", "")
+            table.add_row("Δ restored - ref", f"{self.delta_psnr:+.3f}", "", f"{self.delta_psnr_y:+.3f}", "")
         return table
 
     def summary(self) -> str:

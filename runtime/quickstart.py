@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ import numpy as np
 from irdeploy.core.images import SAMPLES, read_image, sample_path, to_samples, write_image
 from irdeploy.core.fileio import atomic_write, json_ready
 from irdeploy.core.progress import step
+
+from .bench.stats import UNSTABLE_HINT
 
 # The photographs the bundled checkpoint was trained on; the rest are held out.
 TRAIN_PHOTOS = ("chelsea.png", "astronaut.png", "rocket.jpg")
@@ -50,7 +53,11 @@ class QuickstartResult:
     parity_psnr: float = 0.0  # ONNX Runtime vs eager at export (worst case)
     delta_psnr: float = 0.0  # task level: ONNX Runtime minus eager, mean over the photos
     speedup: float | None = None  # eager median / ONNX Runtime median at BENCH_SHAPE
-    latency_ms: dict[str, float] = field(default_factory=dict)
+    speedup_interval: list[float] | None = None  # p10, p90 of the per-round eager/ORT ratios
+    latency_ms: dict[str, float] = field(default_factory=dict)  # medians
+    latency_p10_p90: dict[str, list[float]] = field(default_factory=dict)
+    unstable: list[str] = field(default_factory=list)  # backends whose spread passed UNSTABLE_SPREAD
+    threads: int | None = None  # intra-op threads of torch and ONNX Runtime alike
     files: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +129,7 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
     from irdeploy.export import to_onnx
     from irdeploy.core.pairs import find_pairs
     from irdeploy.model import load_model
+    from irdeploy.model.stats import parameter_count
 
     from .backends import OnnxRuntimeBackend, TorchBackend
     from .bench import BenchConfig, bench_model
@@ -131,8 +139,10 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
 
     if checkpoint is None and model_name is not None:
         raise ValueError("--model names the architecture of a --checkpoint; give both, or neither for the bundled model")
-    if threads:
-        torch.set_num_threads(threads)
+    # Every usable core, for torch and ONNX Runtime alike: a like-for-like comparison on the
+    # machine as the user has it (the bench table and README say so); --threads sets another.
+    threads = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -193,20 +203,43 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
                             shapes=[BENCH_SHAPE], threads=threads, config=BenchConfig(iterations=bench_iterations),
                             progress=on_progress)
         bench_files = bench.write(out / "bench", title=f"quickstart: {name}, eager vs ONNX Runtime")
-    medians = {row.backend: row.stats.median for row in bench.rows if row.stats is not None}
+    measured = {row.backend: row for row in bench.rows if row.stats is not None}
+    medians = {name: row.stats.median for name, row in measured.items()}
 
     result = QuickstartResult(
-        out=out, model=name, model_args=args, parameters=sum(p.numel() for p in model.parameters()),
+        out=out, model=name, model_args=args, parameters=parameter_count(model),
         weights=weights, checkpoint=Path(checkpoint), seconds=seconds, images=images,
         parity_psnr=round(export.parity.worst_psnr, 1), delta_psnr=round(scores.delta_psnr, 4),
         speedup=round(medians["torch"] / medians["ort"], 2) if {"torch", "ort"} <= medians.keys() else None,
         latency_ms={k: round(v, 2) for k, v in medians.items()},
+        latency_p10_p90={k: [round(r.stats.p10, 2), round(r.stats.p90, 2)] for k, r in measured.items()},
+        speedup_interval=[round(v, 2) for v in measured["ort"].speedup_interval]
+        if "ort" in measured and measured["ort"].speedup_interval else None,
+        unstable=[k for k, r in measured.items() if r.stats.unstable], threads=threads,
         files={"onnx": onnx_path, "restored": restored_dir, "strips": out / "strips",
                "chart": next(p for p in bench_files if p.suffix == ".png"), "report": out / "report.md"},
     )
     atomic_write(out / "report.json", json.dumps(json_ready(result.to_dict()), indent=1, allow_nan=False))
     atomic_write(out / "report.md", to_markdown(result))
     return result
+
+
+def _speed(result: QuickstartResult) -> str:
+    """The headline speed-up with its interval: ``1.44x (p10-p90 1.38-1.52x)``."""
+    if not result.speedup:
+        return "n/a"
+    if not result.speedup_interval:
+        return f"{result.speedup:.2f}x"
+    low, high = result.speedup_interval
+    return f"{result.speedup:.2f}x (p10-p90 {low:.2f}-{high:.2f}x)"
+
+
+def _latencies(result: QuickstartResult) -> str:
+    def one(name: str, median: float) -> str:
+        spread = result.latency_p10_p90.get(name)
+        return f"{name} {median:.1f} ms" + (f" (p10-p90 {spread[0]:.1f}-{spread[1]:.1f})" if spread else "")
+
+    return ", ".join(one(k, v) for k, v in result.latency_ms.items())
 
 
 def to_markdown(result: QuickstartResult) -> str:
@@ -220,12 +253,15 @@ def to_markdown(result: QuickstartResult) -> str:
     ]
     lines += [f"| [{i['image']}](strips/{i['image']}.png) | {i['split']} | {i['size']} | {i['psnr_blurred']:.2f} | "
               f"{i['psnr_restored']:.2f} | {i['ssim_blurred']:.4f} | {i['ssim_restored']:.4f} |" for i in result.images]
-    speed = f"{result.speedup:.2f}x" if result.speedup else "n/a"
     lines += [
         "", f"ONNX export parity (ONNX Runtime vs eager, worst case): {result.parity_psnr:.1f} dB PSNR. "
         f"Task level (ONNX Runtime minus eager, mean PSNR over the photos): {result.delta_psnr:+.4f} dB.",
-        "", f"Latency at {'x'.join(map(str, BENCH_SHAPE))} (median, interleaved): "
-        + ", ".join(f"{k} {v:.1f} ms" for k, v in result.latency_ms.items()) + f"; ONNX Runtime speed-up {speed}.",
+        "", f"Latency at {'x'.join(map(str, BENCH_SHAPE))}, {result.threads} threads (median of interleaved runs, "
+        f"p10-p90 beside it): {_latencies(result)}; ONNX Runtime speed-up {_speed(result)}.",
+    ]
+    if result.unstable:
+        lines += ["", f"**{', '.join(result.unstable)}: {UNSTABLE_HINT}.**"]
+    lines += [
         "", f"![latency]({result.files['chart'].relative_to(result.out)})", "",
         "Stage times (s): " + ", ".join(f"{k} {v:g}" for k, v in result.seconds.items()), "",
     ]
@@ -236,13 +272,14 @@ def summary(result: QuickstartResult) -> str:
     """What the terminal shows: one line per stage outcome and where the report is."""
     rows = [f"{i['image']:<10} {i['split']:<15} blurred {i['psnr_blurred']:6.2f} dB -> restored {i['psnr_restored']:6.2f} dB"
             for i in result.images]
-    speed = f"{result.speedup:.2f}x" if result.speedup else "n/a"
+    warning = [f"warning     {', '.join(result.unstable)} {UNSTABLE_HINT}"] if result.unstable else []
     return "\n".join([
         f"model       {result.model} ({result.parameters / 1e6:.2f} M parameters); weights: {result.weights}",
         *rows,
         f"parity      ONNX Runtime vs eager: {result.parity_psnr:.1f} dB at export, {result.delta_psnr:+.4f} dB task-level PSNR",
-        "latency     " + ", ".join(f"{k} {v:.1f} ms" for k, v in result.latency_ms.items())
-        + f" at {'x'.join(map(str, BENCH_SHAPE[2:]))}; ONNX Runtime {speed} eager",
+        f"latency     {_latencies(result)} at {'x'.join(map(str, BENCH_SHAPE[2:]))}, {result.threads} threads",
+        f"speed-up    ONNX Runtime {_speed(result)} eager",
+        *warning,
         "note        trained on one synthetic blur: a demonstration of the pipeline, not the paper's model",
         f"report      {result.files['report']}",
     ])

@@ -49,7 +49,9 @@ def test_quickstart_writes_the_whole_report(tmp_path) -> None:
     held_out = images["coffee"]
     assert held_out["psnr_restored"] > held_out["psnr_blurred"] + 1.0  # the bundled checkpoint restores
     assert report["parity_psnr"] >= 80 and abs(report["delta_psnr"]) < 0.01
-    assert set(report["latency_ms"]) == {"torch", "ort"}
+    assert set(report["latency_ms"]) == {"torch", "ort"} == set(report["latency_p10_p90"]) and report["threads"] == 2
+    low, high = report["speedup_interval"]  # the headline speed-up carries its interval (#17, section 4)
+    assert low <= high and "speed-up    ONNX Runtime" in result.stdout and f"(p10-p90 {low:.2f}-{high:.2f}x)" in result.stdout
     for name in images:
         strip = read_image(out / "strips" / f"{name}.png")
         restored = read_image(out / "restored" / f"{name}.png")

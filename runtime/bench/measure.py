@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .stats import Stats
+from .stats import Stats, ratio_interval
 
 Clock = Callable[[], int]  # nanoseconds, monotonic
 # progress(group, phase, done, total): group names the model/shape/threads, phase what it is doing.
@@ -103,6 +103,7 @@ class Row:
     export_seconds: float | None = None
     build_seconds: float | None = None
     speedup_vs_eager: float | None = None  # torch fp32 median / this median, same group
+    speedup_interval: list[float] | None = None  # p10, p90 of the per-round ratios behind speedup_vs_eager
 
     @property
     def shape_text(self) -> str:
@@ -286,4 +287,6 @@ def measure(
     for row in rows:
         if eager is not None and row.stats is not None and row.stats.median > 0:
             row.speedup_vs_eager = eager.stats.median / row.stats.median
+            interval = ratio_interval(eager.samples_ms, row.samples_ms)
+            row.speedup_interval = list(interval) if interval else None
     return rows

@@ -22,7 +22,7 @@ from typing import Any
 from irdeploy.core.fileio import json_ready
 
 from .measure import BenchConfig, Row
-from .stats import Stats
+from .stats import UNSTABLE_HINT, Stats
 
 METHOD = ("interleaved A B C A B C ... after a warm-up by count and time; end-to-end = one host->host "
           "infer() call on perf_counter_ns; compute-only = one run on device-resident data timed with "
@@ -80,6 +80,14 @@ def status_text(row: Row) -> str:
     return "ok" if row.status == "ok" else f"skipped: {row.reason}"
 
 
+def spread_text(row: Row) -> str:
+    """(p90 - p10) / median in percent, marked when above the unstable threshold."""
+    spread = row.stats.spread if row.stats else None
+    if spread is None:
+        return "-"
+    return f"{100 * spread:.0f}" + (" unstable" if row.stats.unstable else "")
+
+
 # (header, cell) for every column of the tables; the terminal shows a subset (console.py).
 Cell = Callable[[Row], str]
 COLUMNS: dict[str, Cell] = {
@@ -91,10 +99,12 @@ COLUMNS: dict[str, Cell] = {
     "device": lambda r: r.device,
     "n": lambda r: fmt(r.stats and r.stats.n, "d"),
     "median ms": lambda r: fmt(r.stats and r.stats.median, ".1f"),
+    "p10 ms": lambda r: fmt(r.stats and r.stats.p10, ".1f"),
     "p90 ms": lambda r: fmt(r.stats and r.stats.p90, ".1f"),
     "p99 ms": lambda r: fmt(r.stats and r.stats.p99, ".1f"),
     "min ms": lambda r: fmt(r.stats and r.stats.min, ".1f"),
     "stdev ms": lambda r: fmt(r.stats and r.stats.stdev, ".1f"),
+    "spread %": lambda r: spread_text(r),
     "compute ms": lambda r: fmt(r.compute_stats and r.compute_stats.median, ".2f"),
     "img/s": lambda r: fmt(r.images_per_s, ".2f"),
     "MP/s": lambda r: fmt(r.megapixels_per_s, ".3f"),
@@ -102,6 +112,7 @@ COLUMNS: dict[str, Cell] = {
     "% peak": lambda r: fmt(r.peak_share and 100 * r.peak_share, ".1f"),
     "PSNR dB": lambda r: fmt(r.psnr_db, ".1f"),
     "vs eager": lambda r: fmt(r.speedup_vs_eager, ".2f") + ("x" if r.speedup_vs_eager is not None else ""),
+    "vs eager p10-p90": lambda r: "-" if not r.speedup_interval else "{:.2f}-{:.2f}x".format(*r.speedup_interval),
     "peak RSS MiB": lambda r: fmt(r.peak_rss_mb, ".0f"),
     "device MiB": lambda r: fmt(r.device_memory_mb, ".0f"),
     "first call s": lambda r: fmt(r.first_call_ms and r.first_call_ms / 1e3, ".2f"),
@@ -111,10 +122,10 @@ COLUMNS: dict[str, Cell] = {
 }
 
 CSV_FIELDS = ("model", "shape", "threads", "backend", "precision", "device", "status", "reason", "name",
-              "median_ms", "p90_ms", "p99_ms", "min_ms", "stdev_ms", "mean_ms", "n", "compute_median_ms",
+              "median_ms", "p10_ms", "p90_ms", "p99_ms", "min_ms", "stdev_ms", "mean_ms", "n", "compute_median_ms",
               "compute_p90_ms", "compute_min_ms", "compute_reason", "first_call_ms", "images_per_s",
               "megapixels_per_s", "gmacs_per_image", "gmac_per_s", "compute_gmac_per_s", "peak_share", "psnr_db",
-              "speedup_vs_eager", "peak_rss_mb", "device_memory_mb", "export_seconds", "build_seconds")
+              "speedup_vs_eager", "speedup_p10", "speedup_p90", "spread", "peak_rss_mb", "device_memory_mb", "export_seconds", "build_seconds")
 
 
 def _row_from_dict(data: dict[str, Any]) -> Row:
@@ -161,14 +172,16 @@ class BenchResult:
             out.append({
                 "model": r.model, "shape": r.shape_text, "threads": r.threads, "backend": r.backend,
                 "precision": r.precision, "device": r.device, "status": r.status, "reason": r.reason or "",
-                "name": r.name or "", "median_ms": s and s.median, "p90_ms": s and s.p90, "p99_ms": s and s.p99,
+                "name": r.name or "", "median_ms": s and s.median, "p10_ms": s and s.p10, "p90_ms": s and s.p90, "p99_ms": s and s.p99,
                 "min_ms": s and s.min, "stdev_ms": s and s.stdev, "mean_ms": s and s.mean, "n": s and s.n,
                 "compute_median_ms": c and c.median, "compute_p90_ms": c and c.p90, "compute_min_ms": c and c.min,
                 "compute_reason": r.compute_reason or "", "first_call_ms": r.first_call_ms,
                 "images_per_s": r.images_per_s, "megapixels_per_s": r.megapixels_per_s,
                 "gmacs_per_image": r.gmacs_per_image, "gmac_per_s": r.gmac_per_s,
                 "compute_gmac_per_s": r.compute_gmac_per_s, "peak_share": r.peak_share, "psnr_db": r.psnr_db,
-                "speedup_vs_eager": r.speedup_vs_eager, "peak_rss_mb": r.peak_rss_mb,
+                "speedup_vs_eager": r.speedup_vs_eager, "speedup_p10": r.speedup_interval and r.speedup_interval[0],
+                "speedup_p90": r.speedup_interval and r.speedup_interval[1], "spread": s and s.spread,
+                "peak_rss_mb": r.peak_rss_mb,
                 "device_memory_mb": r.device_memory_mb, "export_seconds": r.export_seconds,
                 "build_seconds": r.build_seconds,
             })
@@ -211,6 +224,8 @@ class BenchResult:
         lines += ["| " + " | ".join(cell(r) for cell in COLUMNS.values()) + " |" for r in self.rows]
         reasons = sorted({r.compute_reason for r in self.rows if r.status == "ok" and r.compute_reason})
         notes = self.notes + [f"no compute-only figure: {reason}" for reason in reasons]
+        if any(r.stats and r.stats.unstable for r in self.rows):
+            notes.append(UNSTABLE_HINT)
         if notes:
             lines += ["", *[f"- {note}" for note in notes]]
         return "\n".join(lines) + "\n"

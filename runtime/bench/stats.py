@@ -11,6 +11,13 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# A row is unstable when its p10-p90 range is wider than this share of its median. Measured on a
+# quiet 2-core machine, interleaved CPU rows stay within about 10%; another job on the machine
+# (or more threads than free cores) spreads eager torch from 1x to 3x its median.
+UNSTABLE_SPREAD = 0.25
+UNSTABLE_HINT = (f"unstable: p10-p90 wider than {UNSTABLE_SPREAD:.0%} of the median; another job is loading the "
+                 "machine, or more threads than free cores (--threads): rerun on a quiet machine")
+
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Linear-interpolation percentile (numpy's default), on an already sorted sequence."""
@@ -25,8 +32,10 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 class Stats:
     """Summary of one candidate's timed samples, in milliseconds.
 
-    The median is the headline figure (robust to the odd preempted run); p90/p99 show the tail a
-    serving system sees; min is the best the hardware did; stdev (sample, n-1) shows noise.
+    The median is the headline figure (robust to the odd preempted run); p10-p90 is the spread
+    shown beside it (:attr:`spread`, :attr:`unstable`); p90/p99 show the tail a serving system
+    sees; min is the best the hardware did; stdev (sample, n-1) shows noise. ``p10`` is ``None``
+    in results written before it was recorded.
     """
 
     n: int
@@ -37,6 +46,18 @@ class Stats:
     max: float
     mean: float
     stdev: float
+    p10: float | None = None
+
+    @property
+    def spread(self) -> float | None:
+        """(p90 - p10) / median: how wide the middle 80% of the samples is, relative to the median."""
+        if self.p10 is None or self.median <= 0:
+            return None
+        return (self.p90 - self.p10) / self.median
+
+    @property
+    def unstable(self) -> bool:
+        return self.spread is not None and self.spread > UNSTABLE_SPREAD
 
     @classmethod
     def from_ns(cls, samples_ns: Sequence[int]) -> Stats:
@@ -44,6 +65,7 @@ class Stats:
         return cls(
             n=len(ms),
             median=percentile(ms, 50),
+            p10=percentile(ms, 10),
             p90=percentile(ms, 90),
             p99=percentile(ms, 99),
             min=ms[0],
@@ -51,6 +73,15 @@ class Stats:
             mean=statistics.fmean(ms),
             stdev=statistics.stdev(ms) if len(ms) > 1 else 0.0,
         )
+
+
+def ratio_interval(numerator_ms: Sequence[float], denominator_ms: Sequence[float]) -> tuple[float, float] | None:
+    """p10 and p90 of the per-round ratios of two interleaved sample lists (round i of one against
+    round i of the other): the interval of a speed-up, which drifting load shifts for both alike."""
+    ratios = sorted(a / b for a, b in zip(numerator_ms, denominator_ms) if b > 0)
+    if len(ratios) < 2:
+        return None
+    return percentile(ratios, 10), percentile(ratios, 90)
 
 
 def matmul_tflops(m: int, n: int, k: int, milliseconds: float) -> float:

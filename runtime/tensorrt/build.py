@@ -31,6 +31,7 @@ import os
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -42,7 +43,7 @@ import onnx
 from onnx import external_data_helper
 
 import irdeploy
-from irdeploy.export.graph import compute_precision
+from irdeploy.export.graph import attention_cores, compute_precision
 from irdeploy.core.fileio import atomic_write, sha256_bytes
 from irdeploy.export.precision import to_mixed_precision
 from irdeploy.core.precision import ENGINE_PRECISIONS
@@ -105,10 +106,15 @@ class BuildResult:
         net = self.sidecar["network"]
         trt = self.sidecar["tensorrt"]
         how = "cache hit" if self.cached else f"built in {self.seconds:.1f} s"
-        attention = f", attention {net['attention']}" + (" (decomposed)" if net["attention_decomposable"] else "")
+        # TensorRT's fused attention layers, and the graph's attention cores (what inspect counts)
+        # that became them or ran as MatMul/SoftMax layers: two counts, each named for what it is
+        cores = ", ".join(f"{n} x {k}" for k, n in net.get("attention_cores", {}).items()) or "none"
+        attention = (f", ATTENTION layers {net['attention']}" + (" (decomposed)" if net["attention_decomposable"] else "")
+                     + f" for graph attention cores {cores}")
         return (
             f"{self.engine_path} ({self.engine_bytes / 2**20:.1f} MiB, {how}): {trt['name']} {trt['version']}, "
-            f"{self.sidecar['precision']}, {self.profile.describe()}; NORMALIZATION {net['normalization']}{attention}"
+            f"{self.sidecar['precision']}, {self.profile.describe()}; NORMALIZATION {net['normalization']}, "
+            f"SHAPE {net['layers'].get('SHAPE', 0)}{attention}"
         )
 
 
@@ -211,6 +217,7 @@ def build_engine(
             "normalization": histogram.get("NORMALIZATION", 0),
             "attention": min(histogram.get("ATTENTION_INPUT", 0), histogram.get("ATTENTION_OUTPUT", 0)),
             "attention_decomposable": decomposed,
+            "attention_cores": dict(Counter(core.kind for core in attention_cores(model))),
         },
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(time.perf_counter() - start, 3),
