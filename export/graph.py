@@ -120,7 +120,9 @@ def biasfree_norms(model: onnx.ModelProto) -> list[tuple[str, ...]]:
 
 
 def compute_precision(model: onnx.ModelProto) -> str:
-    """"fp16"/"bf16" when low-precision initializers or casts are present, else "fp32"."""
+    """"int8" with Q/DQ pairs, "fp16"/"bf16" when low-precision initializers or casts are present, else "fp32"."""
+    if any(node.op_type == "DequantizeLinear" for node in model.graph.node):
+        return "int8"
     for init in model.graph.initializer:
         if init.data_type in LOW_TYPES:
             return LOW_TYPES[init.data_type]

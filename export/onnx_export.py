@@ -22,7 +22,7 @@ from torch import nn
 from irdeploy.core.fileio import atomic_write
 from irdeploy.core.metadata import ExportMetadata
 from irdeploy.core.padding import INFERENCE_PAD_MODE, PAD_MODES
-from irdeploy.core.precision import check_precision
+from irdeploy.core.precision import EXPORT_PRECISIONS, check_precision
 from irdeploy.core.progress import step
 from irdeploy.model.restormer import BiasFreeLayerNorm2d
 from irdeploy.model.spec import pad_multiple, record_of
@@ -107,6 +107,8 @@ def to_onnx(
     tensorrt: bool = True,
     channels: int = 3,
     pad_mode: str = INFERENCE_PAD_MODE,
+    calibration: str | os.PathLike | None = None,
+    calibration_method: str | None = None,
 ) -> ExportReport:
     """Export a zoo model to ``path`` and return the :class:`ExportReport`.
 
@@ -119,9 +121,19 @@ def to_onnx(
     ``pad_mode`` is how runtimes pad unaligned inputs, recorded in the metadata (default
     ``replicate``, see :mod:`irdeploy.core.padding`; ``constant`` is upstream M3SNet's zeros); the
     parity gate pads the eager model's input the same way.
+    ``precision="int8"`` writes a Q/DQ graph (:mod:`irdeploy.export.quantize`) calibrated on crops
+    of the images in folder ``calibration`` (the shipped photographs by default) with
+    ``calibration_method`` (default :data:`irdeploy.export.int8.DEFAULT_METHOD`); there
+    ``fp32_nodes`` names Conv/MatMul nodes to leave unquantized.
     """
     path = Path(path)
-    check_precision(precision)
+    check_precision(precision, EXPORT_PRECISIONS)
+    if precision != "int8" and (calibration is not None or calibration_method is not None):
+        raise ValueError("calibration applies to precision='int8' only")
+    if precision == "int8":
+        from .calibration import calibration_images
+
+        calibration_images(calibration)  # a bad folder fails now, not after minutes of tracing
     if pad_mode not in PAD_MODES:
         raise ValueError(f"unknown pad mode {pad_mode!r}; choose from {', '.join(PAD_MODES)}")
     opset = opset or (23 if attention == "onnx23" else DEFAULT_OPSET)
@@ -132,7 +144,15 @@ def to_onnx(
     start = time.perf_counter()
     proto, ops_before = trace_to_onnx(model, spec, opset=opset, attention=attention, optimize=simplify)
     info = None
-    if precision != "fp32":
+    extra: dict = {}
+    if precision == "int8":
+        from .int8 import quantize_for_export
+
+        static = {} if spec.height is None else {"crop_size": (spec.height, spec.width), "batch": spec.batch}
+        proto, extra = quantize_for_export(proto, spec.multiple, channels, calibration=calibration,
+                                           method=calibration_method, fp32_nodes=fp32_nodes or (), **static)
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    elif precision != "fp32":
         from .precision import to_mixed_precision
 
         keep = None
@@ -174,7 +194,9 @@ def to_onnx(
             report.tensorrt = _tensorrt_check(data)
     if parity:
         graph_under_test = data
-        if precision != "fp32":
+        if precision == "int8":
+            report.notes.append("int8 parity measured on ONNX Runtime's int8 kernels (CPU)")
+        elif precision != "fp32":
             from .precision import emulate_low_precision
 
             # ORT's CPU provider skips most fp16 rounding and has no bf16 kernels: gate on the

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 
 from irdeploy.core.padding import INFERENCE_PAD_MODE, PAD_MODES
 
-from irdeploy.core.precision import ENGINE_PRECISIONS, PRECISIONS, REDUCED
+from irdeploy.core.precision import (
+    CALIBRATION_METHODS,
+    ENGINE_PRECISIONS,
+    EXPORT_PRECISIONS,
+    PRECISIONS,
+    QUANTIZED,
+    REDUCED,
+)
 from irdeploy.core.tensorrt import FLAVOURS
 
 
@@ -160,7 +167,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     fp32_nodes = args.fp32_nodes.split(",") if args.fp32_nodes else None
     report = to_onnx(model, args.output, opset=args.opset, static_shape=static, precision=args.precision,
                      attention=args.attention, parity=not args.no_parity, min_psnr=args.min_psnr,
-                     fp32_nodes=fp32_nodes, tensorrt=not args.no_tensorrt, pad_mode=args.pad_mode)
+                     fp32_nodes=fp32_nodes, tensorrt=not args.no_tensorrt, pad_mode=args.pad_mode,
+                     calibration=args.calibration, calibration_method=args.calibration_method)
     _print_report(report)
     return 0
 
@@ -176,6 +184,16 @@ def _cmd_fp16_audit(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, args.checkpoint, **dict(args.arg))
     h, w = args.size[-2:]
+    if args.precision == "int8":
+        from irdeploy.export.int8_audit import format_int8_table, int8_audit, prepare
+
+        graph, quantized, inputs, references = prepare(model, (h, w), calibration=args.calibration)
+        rows = int8_audit(graph, quantized, inputs, references)
+        print(format_int8_table(rows, title=f"{args.model}: one layer at a time in int8 (ONNX Runtime), "
+                                            f"PSNR vs eager float32 on two photographs {h}x{w}"))
+        if args.json:
+            atomic_write(args.json, json.dumps(json_ready({"int8": [r.to_dict() for r in rows]}), indent=1, allow_nan=False))
+        return 0
     rows, eager_rows = audit_model(model, (h, w), args.precision, eager=not args.no_eager)
     print(format_table(rows, title=f"{args.model}: one op family at a time in {args.precision} "
                                    f"(emulated storage rounding), PSNR vs eager float32 on two photographs {h}x{w}"))
@@ -260,6 +278,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if not result.passed and args.bisect:
         if precision == "fp32":
             print("bisect: the artifact is float32; there is no low-precision node to move")
+        elif precision == "int8":
+            from irdeploy.export.int8_audit import bisect_int8, prepare
+
+            floor = args.min_psnr or result.tolerance.min_psnr
+            print(bisect_int8(*prepare(model), min_psnr=floor).summary())
         else:
             from irdeploy.export.bisect import bisect_model
 
@@ -518,8 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to a checked ONNX graph")
     _add_model_args(p)
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="what the graph computes in: fp32, or fp16/bf16 inside with float32 inputs and outputs (default: %(default)s)")
+    p.add_argument("--precision", choices=EXPORT_PRECISIONS, default="fp32",
+                   help="what the graph computes in: fp32, or fp16/bf16 inside with float32 inputs and outputs, "
+                        "or int8 (calibrated Q/DQ on Conv/MatMul inputs) (default: %(default)s)")
+    p.add_argument("--calibration", metavar="DIR",
+                   help="int8: calibrate on crops of the images in DIR (default: the shipped photographs)")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
+                   help="int8: activation-range calibrator (default: percentile, measured best)")
     p.add_argument("--attention", choices=("matmul", "onnx23"), default="matmul",
                    help="attention core: MatMul-Softmax-MatMul (opset 18) or the opset-23 Attention op")
     p.add_argument("--opset", type=int, help="ONNX opset (default 18, 23 for --attention onnx23)")
@@ -537,7 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fp16-audit", help="rank op families by the error low precision adds")
     _add_model_args(p)
-    p.add_argument("--precision", choices=REDUCED, default="fp16", help="the low precision to audit (default: %(default)s)")
+    p.add_argument("--precision", choices=(*REDUCED, *QUANTIZED), default="fp16",
+                   help="the low precision to audit; int8 ranks single layers (default: %(default)s)")
+    p.add_argument("--calibration", metavar="DIR", help="int8: calibration images (default: the shipped photographs)")
     p.add_argument("--size", type=_size, default=(128, 128), metavar="HxW", help="image crop size (default 128x128)")
     p.add_argument("--json", type=_output_file, help="also write the rows as JSON")
     p.add_argument("--no-eager", action="store_true", help="skip the eager PyTorch cross-check")
@@ -576,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency, throughput and parity across backends and precisions")
     _add_model_args(p)
     p.add_argument("--backends", default="torch,ort", help="comma-separated: torch,torch-compile,ort,trt (default: %(default)s)")
-    p.add_argument("--precisions", default="fp32", help=f"comma-separated: {','.join(PRECISIONS)} (default: %(default)s)")
+    p.add_argument("--precisions", default="fp32", help=f"comma-separated: {','.join(EXPORT_PRECISIONS)} (default: %(default)s)")
     p.add_argument("--shapes", default="1x3x256x256", help="comma-separated NxCxHxW (default: %(default)s)")
     p.add_argument("--batch", help="comma-separated batch sizes replacing N of every shape, e.g. 1,4")
     p.add_argument("--iterations", type=_positive, default=20, help="timed runs per candidate (default: %(default)s)")

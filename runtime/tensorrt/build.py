@@ -64,6 +64,7 @@ _SETTINGS: dict[str, tuple[str, bool]] = {
     "fp16": ("fp16", False),
     "bf16": ("bf16", False),
     "best": ("fp16", True),
+    "int8": ("int8", False),  # a calibrated Q/DQ graph; its float parts go through the fp16 policy
 }
 # auto: fused attention kernel where TensorRT has one, else decompose (measured per build);
 # fused: fail if there is none; decomposable: always decompose.
@@ -212,6 +213,7 @@ def build_engine(
         onnx_file=onnx_path.name,
         **_checkpoint_field(model),
         mixed_precision=mixed,
+        **_calibration_field(model),
         network={
             "layers": histogram,
             "normalization": histogram.get("NORMALIZATION", 0),
@@ -235,6 +237,16 @@ def build_engine(
         except OSError as exc:
             notes.append(f"timing cache {timing_cache} not written: {exc.strerror or exc}")
     return BuildResult(engine_path, sidecar, cached=False, seconds=time.perf_counter() - start, notes=notes)
+
+
+def _calibration_field(model: onnx.ModelProto) -> dict[str, Any]:
+    """An int8 graph's calibration (method, images and their sha256) from its metadata:
+    ``{"calibration": {...}}``, nothing for other graphs."""
+    from irdeploy.core.metadata import ExportMetadata
+
+    meta = ExportMetadata.read(model)
+    calibration = meta.extra.get("calibration") if meta is not None else None
+    return {"calibration": calibration} if calibration else {}
 
 
 def _checkpoint_field(model: onnx.ModelProto) -> dict[str, Any]:
@@ -270,6 +282,18 @@ def _prepare_output(path: Path) -> None:
 def _graph_for(model: onnx.ModelProto, path: Path, precision: str, compute: str) -> tuple[str | bytes, dict | None]:
     """What to parse: the file itself, or its mixed-precision rewrite (and what the pass did)."""
     current = compute_precision(model)
+    if compute == "int8" and current == "fp32":
+        raise EngineBuildError(f"{path.name} is a float32 graph; int8 needs calibrated Q/DQ pairs: "
+                               "irdeploy export --precision int8 [--calibration DIR]")
+    if current == compute == "int8":  # int8 convolutions, the rest through the fp16 policy
+        from irdeploy.export.graph import LOW_TYPES
+
+        if any(t.data_type in LOW_TYPES for t in model.graph.initializer):
+            return str(path), None  # already int8 + 16-bit
+        if any(external_data_helper.uses_external_data(t) for t in model.graph.initializer):
+            external_data_helper.load_external_data_for_model(model, str(path.parent))
+        mixed, info = to_mixed_precision(model, "fp16")
+        return mixed.SerializeToString(), {**asdict(info), "fp32_share": round(info.fp32_share, 4)}
     if current == compute:
         return str(path), None
     if current != "fp32":
