@@ -78,11 +78,11 @@ class BiasFreeLayerNorm2d(nn.Module):
 
     The variance is taken about the channel mean, but the mean is *not* subtracted from ``x``,
     so this is not a LayerNorm with a zero bias: ONNX ``LayerNormalization`` would subtract it.
-    Its optional ``InvStdDev`` output is exactly the factor needed, but TensorRT's parser accepts
-    only a single-output ``LayerNormalization`` (checked: "doesn't support more than 1 outputs").
-    So it is written directly on NCHW over the channel axis, which needs no layout transposes
-    and exports as one fixed chain, ReduceMean -> Sub -> Mul -> ReduceMean -> Add -> Sqrt -> Div
-    -> Mul, that :func:`irdeploy.export.graph.count_biasfree_norms` recognises and counts.
+    Its optional ``InvStdDev`` output is exactly the factor needed, but TensorRT's parser rejects
+    a ``LayerNormalization`` with more than one output (checked with TensorRT-RTX 1.7). So it is
+    written directly on NCHW over the channel axis, which needs no layout transposes and exports
+    as one fixed chain, ReduceMean -> Sub -> Mul -> ReduceMean -> Add -> Sqrt -> Div -> Mul, that
+    :func:`irdeploy.export.graph.biasfree_norms` recognises and counts.
     """
 
     def __init__(self, channels: int, eps: float = EPS) -> None:
@@ -126,6 +126,8 @@ class GDFN(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    """Pre-norm residual block: ``x + MDTA(norm1(x))``, then ``+ GDFN(norm2(x))``."""
+
     def __init__(self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool, layernorm_type: str) -> None:
         super().__init__()
         self.norm1 = RestormerNorm(dim, layernorm_type)
