@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,6 @@ from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.core.progress import step
 
 from .backends import Backend
-
-KINDS = ("torch", "ort", "trt")
 
 
 @dataclass(frozen=True)
@@ -126,11 +124,34 @@ def _gpu_index(device: str) -> int:
     return int(index or 0)
 
 
+@dataclass(frozen=True)
+class OpenRequest:
+    """What :func:`open_backend` was asked for; every backend's opener takes one."""
+
+    backend: str
+    model: str | None = None
+    checkpoint: str | None = None
+    model_args: dict | None = None
+    onnx: str | None = None
+    engine: str | None = None
+    precision: str = "fp32"
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    scratch: Path = Path(".")  # a folder removed once the backend is open (graphs of random weights)
+    threads: int | None = None
+    device: str = "cpu"
+    pad_mode: str | None = None
+
+    def needs_model(self) -> None:
+        if self.model is None:
+            raise ValueError(f"the {self.backend} backend needs --model (and --checkpoint)")
+
+
 def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None = None,
                  model_args: dict | None = None, onnx: str | None = None, engine: str | None = None,
                  precision: str = "fp32", cache_dir: str | None = None, threads: int | None = None,
                  device: str = "cpu", pad_mode: str | None = None) -> Backend:
-    """A ready :class:`~irdeploy.runtime.backends.Backend` of ``kind`` ("torch", "ort" or "trt").
+    """A ready :class:`~irdeploy.runtime.backends.Backend` of ``kind`` (a name in
+    :mod:`irdeploy.runtime.registry`: "torch", "torch-compile", "ort", "trt", ...).
 
     - ``torch``: ``model`` (preset or architecture, ``model_args`` its constructor arguments)
       with ``checkpoint`` (random weights without one), on ``device``.
@@ -148,66 +169,88 @@ def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None 
     files the caller gave). ``pad_mode`` overrides how unaligned inputs are padded (default:
     the artifact's recorded mode; ``replicate`` for torch and for graphs exported here).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown backend {kind!r}; choose from {', '.join(KINDS)}")
-    if kind == "torch":
-        if onnx or engine:
-            raise ValueError("the torch backend runs the PyTorch model: give --model (and --checkpoint), not an ONNX file or engine")
-        if model is None:
-            raise ValueError("the torch backend needs --model (and --checkpoint)")
-        import torch
+    from irdeploy.core.padding import PAD_MODES
 
-        from irdeploy.model import load_model
+    from .registry import get_backend
 
-        from .backends import TorchBackend
+    spec = get_backend(kind)
+    if pad_mode is not None and pad_mode not in PAD_MODES:
+        raise ValueError(f"unknown pad mode {pad_mode!r}; choose from {', '.join(PAD_MODES)}")
+    for given, what in ((onnx, "onnx"), (engine, "engine")):
+        if given and spec.artifact != what:
+            runs = f"runs {spec.artifact} files" if spec.artifact else "runs the PyTorch model: give --model (and --checkpoint)"
+            raise ValueError(f"the {kind} backend {runs}, not an {'ONNX file' if what == 'onnx' else 'engine'}")
+    with tempfile.TemporaryDirectory(prefix="irdeploy-random-") as scratch:
+        request = OpenRequest(kind, model, checkpoint, model_args, onnx, engine, precision,
+                              Path(cache_dir) if cache_dir else default_cache_dir(), Path(scratch), threads, device, pad_mode)
+        backend = spec.open(request)
+    if pad_mode is not None:
+        backend.pad_mode = pad_mode  # the graph holds no padding: any mode is a runtime choice
+    return backend
 
-        if threads:
-            torch.set_num_threads(threads)
-        return TorchBackend(load_model(model, checkpoint, **(model_args or {})), device=device,
-                            pad_mode=pad_mode or INFERENCE_PAD_MODE)
-    if engine and kind != "trt":
-        raise ValueError(f"an engine runs with the trt backend, not {kind}")
-    if not (onnx or engine or model):
-        raise ValueError(f"the {kind} backend needs {'--engine, ' if kind == 'trt' else ''}--onnx, or --model with --checkpoint")
-    if kind == "trt" and not engine:
+
+def open_torch(request: OpenRequest) -> Backend:
+    """Eager PyTorch (``torch-compile``: under ``torch.compile``)."""
+    request.needs_model()
+    import torch
+
+    from irdeploy.model import load_model
+
+    from .backends import TorchBackend
+
+    if request.threads:
+        torch.set_num_threads(request.threads)
+    network = load_model(request.model, request.checkpoint, **(request.model_args or {}))
+    return TorchBackend(network, device=request.device, compile=request.backend == "torch-compile",
+                        pad_mode=request.pad_mode or INFERENCE_PAD_MODE)
+
+
+def _graph(request: OpenRequest, precision: str) -> tuple[Path, Artifact | None]:
+    """The ONNX graph to run or build from: the given file, else the model's, cached."""
+    if request.onnx:
+        return Path(request.onnx), None
+    if request.model is None:
+        raise ValueError(f"the {request.backend} backend needs --onnx, or --model with --checkpoint")
+    artifact = cached_onnx(request.model, request.checkpoint, request.model_args, precision,
+                           request.cache_dir if request.checkpoint else request.scratch,
+                           request.pad_mode or INFERENCE_PAD_MODE)
+    return artifact.path, artifact
+
+
+def open_ort(request: OpenRequest) -> Backend:
+    """ONNX Runtime on the given graph, or on the model's graph exported in ``precision``."""
+    from .backends import OnnxRuntimeBackend, default_providers
+
+    graph, artifact = _graph(request, request.precision)
+    providers = ["CPUExecutionProvider"] if request.device == "cpu" else default_providers()
+    backend = OnnxRuntimeBackend(graph, providers=providers, threads=request.threads)
+    backend.artifact = artifact
+    return backend
+
+
+def open_trt(request: OpenRequest) -> Backend:
+    """A TensorRT engine: the given one, else built (and cached) from the graph in ``precision``."""
+    from .backends import TensorRTBackend
+
+    engine, artifact = request.engine, None
+    if engine is None:
+        if not (request.onnx or request.model):
+            raise ValueError("the trt backend needs --engine, --onnx, or --model with --checkpoint")
         # Fail before a minutes-long export and build when nothing could run the engine.
         from irdeploy.core.tensorrt import import_tensorrt
 
         from .tensorrt.device import current_gpu
 
         import_tensorrt("auto")
-        current_gpu(_gpu_index(device))
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    with tempfile.TemporaryDirectory(prefix="irdeploy-random-") as scratch:
-        artifact = None
-        graph = Path(onnx) if onnx else None
-        if graph is None and engine is None:
-            graph_precision = precision if kind == "ort" else "fp32"  # engines take their precision from the build
-            artifact = cached_onnx(model, checkpoint, model_args, graph_precision, root if checkpoint else Path(scratch),
-                                   pad_mode or INFERENCE_PAD_MODE)
-            graph = artifact.path
-        if kind == "ort":
-            from .backends import OnnxRuntimeBackend, default_providers
-
-            providers = ["CPUExecutionProvider"] if device == "cpu" else default_providers()
-            backend: Backend = OnnxRuntimeBackend(graph, providers=providers, threads=threads)
-        else:
-            from .backends import TensorRTBackend
-
-            if engine is None:
-                if not graph.is_file():
-                    raise ValueError(f"{graph}: no such ONNX file")
-                built = cached_engine(graph, precision, root if checkpoint or onnx else Path(scratch))
-                engine = built.path
-                artifact = Artifact("engine", built.path, built.cached, built.seconds + (artifact.seconds if artifact else 0.0),
-                                    temporary=artifact.temporary if artifact else False)
-            backend = TensorRTBackend(engine, device=_gpu_index(device))
+        current_gpu(_gpu_index(request.device))
+        graph, made = _graph(request, "fp32")  # engines take their precision from the build
+        if not graph.is_file():
+            raise ValueError(f"{graph}: no such ONNX file")
+        built = cached_engine(graph, request.precision,
+                              request.cache_dir if request.checkpoint or request.onnx else request.scratch)
+        engine = built.path
+        artifact = Artifact("engine", built.path, built.cached, built.seconds + (made.seconds if made else 0.0),
+                            temporary=made.temporary if made else False)
+    backend = TensorRTBackend(engine, device=_gpu_index(request.device))
     backend.artifact = artifact
-    if pad_mode is not None:
-        from irdeploy.core.padding import PAD_MODES
-
-        if pad_mode not in PAD_MODES:
-            backend.close()
-            raise ValueError(f"unknown pad mode {pad_mode!r}; choose from {', '.join(PAD_MODES)}")
-        backend.pad_mode = pad_mode  # the graph holds no padding: any mode is a runtime choice
     return backend

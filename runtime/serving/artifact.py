@@ -24,6 +24,7 @@ from irdeploy.core.metadata import ExportMetadata
 from irdeploy.core.onnx_files import load_onnx
 from irdeploy.core.padding import aligned
 
+from ..registry import artifact_suffixes, backend_for_file
 from ..tensorrt.errors import EngineLoadError
 from ..tensorrt.profiles import Profile
 from ..tensorrt.sidecar import read_sidecar, sha256_file
@@ -43,7 +44,7 @@ TRITON_TYPES = {
 }
 # Warm-up image size for a graph whose H and W are dynamic (rounded up to its pad multiple).
 WARMUP_HW = (256, 256)
-ENGINE_SUFFIXES = (".engine", ".plan")
+ENGINE_SUFFIXES = artifact_suffixes("engine")
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,12 @@ def open_artifact_backend(path: str | os.PathLike, *, device: str = "cpu", threa
 
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    try:
+        backend = backend_for_file(path)
+    except ValueError:
+        raise ServingError(f"{path}: unknown artifact type {suffix or '(no suffix)'!r}; "
+                           f"expected an .onnx graph or an engine ({', '.join(ENGINE_SUFFIXES)})") from None
+    if backend.artifact == "onnx":
         from ..devices import require_onnxruntime_device
 
         require_onnxruntime_device(device)
@@ -131,11 +137,8 @@ def open_artifact_backend(path: str | os.PathLike, *, device: str = "cpu", threa
             load_onnx(path)  # a graph that is not ONNX, or lacks its external-data file, fails here in one line
         except ValueError as exc:
             raise ServingError(str(exc)) from None
-        return open_backend("ort", onnx=str(path), threads=threads, device=device)
-    if suffix in ENGINE_SUFFIXES:
-        return open_backend("trt", engine=str(path), device=device)
-    raise ServingError(f"{path}: unknown artifact type {suffix or '(no suffix)'!r}; "
-                       f"expected an .onnx graph or an engine ({', '.join(ENGINE_SUFFIXES)})")
+        return open_backend(backend.name, onnx=str(path), threads=threads, device=device)
+    return open_backend(backend.name, engine=str(path), device=device)
 
 
 def _boundary(model: onnx.ModelProto, path: Path) -> tuple[TensorSpec, TensorSpec]:

@@ -14,6 +14,8 @@ from typing import Any
 
 from irdeploy.core.metadata import PAD_MODE_KEY, PAD_MULTIPLE_KEY
 
+from ..registry import triton_backend
+
 from .artifact import ArtifactSpec, TensorSpec
 from .errors import ServingError, require
 
@@ -53,10 +55,7 @@ def build_config(spec: ArtifactSpec, name: str, options: ConfigOptions = ConfigO
     pb = _pb2()
     _check_options(spec, options)
     config = pb.ModelConfig(name=name)
-    if spec.kind == "engine":
-        config.platform = "tensorrt_plan"
-    else:
-        config.backend = "onnxruntime"
+    config.platform, config.backend = triton_backend(spec.kind).triton
     config.max_batch_size = max_batch(spec, options) if spec.batched else 0
     for tensor, field in ((spec.input, config.input), (spec.output, config.output)):
         field.add(name=tensor.name, data_type=pb.DataType.Value(tensor.data_type), dims=_dims(spec, tensor))
@@ -95,7 +94,7 @@ def validate_config(text: str, spec: ArtifactSpec) -> Any:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
         raise ServingError(f"config.pbtxt does not parse with Triton's model-config schema: {exc}") from None
-    want_platform = ("tensorrt_plan", "") if spec.kind == "engine" else ("", "onnxruntime")
+    want_platform = triton_backend(spec.kind).triton
     if (config.platform, config.backend) != want_platform:
         raise ServingError(f"config names platform {config.platform!r} backend {config.backend!r}; "
                            f"a{'n engine' if spec.kind == 'engine' else 'n ONNX graph'} needs {want_platform}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from irdeploy.core.onnx_files import external_data_files, load_onnx
 
+from ..registry import triton_backend
 from .artifact import ArtifactSpec, inspect_artifact
 from .config import ConfigOptions, build_config, to_text
 from .errors import ServingError
@@ -71,10 +72,8 @@ def write_repository(root: str | os.PathLike, name: str, onnx_path: str | os.Pat
         version = staging / "1"
         version.mkdir()
         (staging / "config.pbtxt").write_text(text)
-        if spec.kind == "engine":
-            shutil.copyfile(spec.path, version / "model.plan")
-        else:
-            shutil.copyfile(spec.path, version / "model.onnx")
+        shutil.copyfile(spec.path, version / triton_backend(spec.kind).triton_file)
+        if spec.kind == "onnx":
             for data in _external_data(spec.path):
                 shutil.copyfile(spec.path.parent / data, version / data)
         os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the model from a server running as another user
