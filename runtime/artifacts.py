@@ -222,8 +222,9 @@ def open_ort(request: OpenRequest) -> Backend:
     from .backends import OnnxRuntimeBackend, default_providers
 
     graph, artifact = _graph(request, request.precision)
-    providers = ["CPUExecutionProvider"] if request.device == "cpu" else default_providers()
-    backend = OnnxRuntimeBackend(graph, providers=providers, threads=request.threads)
+    device_id = 0 if request.device == "cpu" else _gpu_index(request.device)  # cuda:N -> the providers' device_id
+    providers = ["CPUExecutionProvider"] if request.device == "cpu" else default_providers(device_id)
+    backend = OnnxRuntimeBackend(graph, providers=providers, threads=request.threads, device_id=device_id)
     backend.artifact = artifact
     return backend
 

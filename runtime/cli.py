@@ -214,7 +214,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
         args.onnx, args.output, precision=args.precision, shapes=parse_shapes(args.shapes) if args.shapes else None,
         flavour=args.trt, workspace=args.workspace, opt_level=args.opt_level, timing_cache=args.timing_cache,
         compute_capabilities=args.compute_capability, attention=args.attention, force=args.force,
+        device=args.device, kernel_specialization=args.kernel_specialization,
     )
+    if args.trt == "auto":  # one flavour per process: say which one auto took, and why
+        from irdeploy.core.tensorrt import auto_choice
+
+        print(f"irdeploy build: --trt auto: {auto_choice()}", file=sys.stderr)
     print(result.summary())
     return 0
 
@@ -591,6 +596,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attention layers: a fused kernel where TensorRT has one, else decomposed (auto); "
                         "fused only (fail without a kernel); or always decomposed (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
+    p.add_argument("--device", type=int, default=0,
+                   help="CUDA device index a data-centre (or --compute-capability current) build is for (default: %(default)s)")
+    p.add_argument("--kernel-specialization", choices=("eager", "lazy", "none"), default="eager",
+                   help="TensorRT-RTX dynamic-shape kernels the runner uses: eager (bit-exact from the first run), "
+                        "lazy (fallback kernels until compiled) or none (default: %(default)s)")
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("validate", help="compare an ONNX graph or engine with the eager model")

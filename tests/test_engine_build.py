@@ -202,7 +202,7 @@ def test_failures_are_one_line_and_leave_no_file(case, static_onnx, tiny_onnx, t
         onnx_path = tmp_path / "rejected.onnx"
         _rejected_onnx(onnx_path)
         kwargs, expected = {"shapes": {"opt": (1, 3, 16, 16)}}, "node 'unsupported_unique' (Unique)"
-        engine.write_bytes(b"a stale engine")  # a failed rebuild removes it: stale engines never run
+        engine.write_bytes(b"a stale engine")  # a failed rebuild leaves what was there (#17 §8)
         sidecar_path(engine).write_text("{}")
     elif case == "unwritable":
         blocker = out / "a-file"
@@ -216,6 +216,10 @@ def test_failures_are_one_line_and_leave_no_file(case, static_onnx, tiny_onnx, t
     with pytest.raises(EngineBuildError) as info:
         build_engine(onnx_path, engine, flavour="rtx", **kwargs)
     assert expected in _one_line(info.value)
+    if case == "parser":  # untouched: test_gpu_build_and_device checks a real engine byte for byte
+        assert engine.read_bytes() == b"a stale engine" and sidecar_path(engine).read_text() == "{}"
+        assert _leftovers(out) == [engine.name, engine.name + ".json"]
+        return
     assert not engine.exists() and not sidecar_path(engine).exists()
     assert _leftovers(out) == (["a-file"] if case == "unwritable" else [])
 

@@ -61,3 +61,23 @@ def test_parity_results_name_the_provider_that_ran(gpu_build_listing, tiny_onnx)
                           pad_mode=model.pad_mode, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert result.backend == "onnxruntime (CPUExecutionProvider)"
     assert "CPUExecutionProvider" in result.summary() and result.to_dict()["backend"] == result.backend
+
+
+def test_restore_on_cuda_n_asks_onnx_runtime_for_device_n(gpu_build_listing, tiny_onnx, monkeypatch):
+    """``--device cuda:1`` reaches the CUDA and TensorRT providers as ``device_id`` 1."""
+    from irdeploy.runtime import artifacts, backends
+
+    seen = {}
+    real = backends.OnnxRuntimeBackend.__init__
+
+    def spy(self, path, **kwargs):
+        seen.update(kwargs)
+        with pytest.warns(RuntimeWarning):
+            real(self, path, **kwargs)
+
+    monkeypatch.setattr(backends.OnnxRuntimeBackend, "__init__", spy)
+    path, _ = tiny_onnx("m3snet")
+    with artifacts.open_backend("ort", onnx=str(path), device="cuda:1") as backend:
+        assert backend.device == "cpu"  # this CPU build fell back, and says so
+    assert seen["device_id"] == 1
+    assert [p[1]["device_id"] for p in seen["providers"][:2]] == ["1", "1"]

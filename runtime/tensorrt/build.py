@@ -344,7 +344,9 @@ def _config(parsed: ParsedNetwork, profile: Profile, *, tf32: bool, workspace: i
     if opt_level is not None:
         config.builder_optimization_level = opt_level
     if flavour_of(trt) == "rtx" and not target.get("default"):
-        capabilities = ["CURRENT"] if "gpu" in target else [f"SM{cc.replace('.', '')}" for cc in target["compute_capabilities"]]
+        # "current" was resolved to the selected GPU's own capability (select_gpu), so the build
+        # targets exactly what the sidecar records, whichever device is CUDA's current one
+        capabilities = [f"SM{cc.replace('.', '')}" for cc in target["compute_capabilities"]]
         config.num_compute_capabilities = len(capabilities)
         for i, name in enumerate(capabilities):
             config.set_compute_capability(getattr(trt.ComputeCapability, name), i)
