@@ -171,13 +171,16 @@ class ConsoleReporter:
                 self._bar = None
             return
         if self._bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console, transient=True)
+            self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20),
+                                 TextColumn("{task.fields[count]}"), TimeElapsedColumn(), console=self.console,
+                                 transient=True)
             self._bar.start()
         description = "  " * event.depth + event.message
         if event.key not in self._tasks:
-            self._tasks[event.key] = self._bar.add_task(description, total=None)
+            self._tasks[event.key] = self._bar.add_task(description, total=None, count="")
         total = event.total or None if event.kind == "advance" else None
-        self._bar.update(self._tasks[event.key], description=description, completed=event.done, total=total)
+        count = f"{event.done}/{total}" if total else ""  # a step has no count: spinner and time only
+        self._bar.update(self._tasks[event.key], description=description, completed=event.done, total=total,
+                         count=count)

@@ -29,7 +29,7 @@ from irdeploy.core.tensorrt import FLAVOURS
 def _cmd_models(args: argparse.Namespace) -> int:
     import torch
 
-    from irdeploy.model import PRESETS, architectures, create
+    from irdeploy.model import PRESETS, architectures, create, record_of
     from irdeploy.core.progress import step
     from irdeploy.model.stats import model_stats, parameter_count
 
@@ -40,7 +40,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for header in ("preset", "arch", "params", *(("GMACs@256",) if args.stats else ()), "description"):
-        table.add_column(header, no_wrap=header != "description", justify="right" if header[0] in "pG" else "left")
+        table.add_column(header, no_wrap=header != "description", justify="right" if header in ("params", "GMACs@256") else "left")
     for name, preset in PRESETS.items():
         with torch.device("meta"):
             model = create(name)
@@ -48,7 +48,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         cells = [name, preset.arch, f"{params / 1e6:.2f} M"]
         if args.stats:
             with step(f"counting GMACs of {name} at 256x256"):
-                cells.append(f"{model_stats(model).gmacs:.1f}")
+                cells.append(f"{model_stats(model, channels=record_of(model).channels).gmacs:.1f}")
         table.add_row(*(Text(c) for c in (*cells, preset.description)))
     console = Console()
     console.print(table)
