@@ -13,7 +13,7 @@ import pytest
 
 from irdeploy.core.tensorrt import TensorRTUnavailable, flavour_of, import_tensorrt
 from irdeploy.runtime.tensorrt import TensorRTEngine, build_engine
-from irdeploy.runtime.tensorrt.device import current_gpu
+from irdeploy.runtime.tensorrt.device import current_gpu, rtx_capabilities
 from irdeploy.runtime.tensorrt.errors import NoGPUError
 
 try:
@@ -21,6 +21,10 @@ try:
     TRT = import_tensorrt("auto")
 except (NoGPUError, TensorRTUnavailable) as exc:
     pytest.skip(f"GPU engine tests need an NVIDIA GPU and TensorRT: {exc}", allow_module_level=True)
+if flavour_of(TRT) == "rtx" and GPU.compute_capability not in rtx_capabilities(TRT):  # e.g. Hopper (9.0)
+    pytest.skip(f"only TensorRT-RTX is installed and it does not target {GPU.name} ({GPU.compute_capability}; it "
+                f"supports {', '.join(rtx_capabilities(TRT))}): these tests need data-centre TensorRT here",
+                allow_module_level=True)
 
 PSNR_MIN = {"fp32": 60.0, "fp16": 35.0, "bf16": 28.0}
 SHAPES = {
@@ -131,3 +135,31 @@ def test_cuda_graph_replay_matches_ordinary_launches(built, precision):
         assert graphed.graph_fallback is None, graphed.graph_fallback
         if not graphed.is_rtx:
             assert all(buf.graph_exec is not None for buf in graphed._buffers.values())
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_launcher_matches_infer(built, cuda_graph):
+    """The compute-only probe's launch (shapes and addresses bound once, a graph with cuda_graph)
+    computes what ``infer`` computes."""
+    from irdeploy.runtime.tensorrt.device import check, cudart
+
+    result, _ = built("m3snet", "fp16")
+    rt = cudart()
+    batch = np.random.default_rng(4).random((1, 3, 64, 64), dtype=np.float32)
+    with TensorRTEngine(result.engine_path, cuda_graph=cuda_graph) as engine:
+        expected = engine.infer(batch)
+        ptr = check(rt.cudaMalloc(batch.nbytes), "cudaMalloc")
+        try:
+            check(rt.cudaMemcpy(ptr, batch.ctypes.data, batch.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
+            launch = engine.launcher(ptr, batch.shape)
+            for _ in range(3):
+                launch()
+            check(rt.cudaStreamSynchronize(engine.stream), "cudaStreamSynchronize")
+            out = np.empty(launch.output_shape, np.float32)
+            check(rt.cudaMemcpy(out.ctypes.data, launch.output_ptr, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+                  "cudaMemcpy")
+            if not engine.is_rtx:
+                assert ("CUDA graph" in launch.path) == cuda_graph, launch.path
+        finally:
+            check(rt.cudaFree(ptr), "cudaFree")
+    np.testing.assert_array_equal(out, expected)
