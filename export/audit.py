@@ -32,6 +32,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from irdeploy.core.progress import step
+
 from .graph import biasfree_norms
 from .precision import emulate_low_precision, to_mixed_precision
 
@@ -141,12 +143,14 @@ def fp16_audit(
         return info.low_nodes, psnr, max_abs, info.casts_inserted
 
     rows = []
-    for family, names in chosen.items():
-        nodes, psnr, max_abs, _ = measure(low_nodes=names)
-        _, kept_psnr, _, casts = measure(fp32_ops=(), fp32_nodes=names)
+    for i, (family, names) in enumerate(chosen.items(), 1):
+        with step(f"fp16-audit: {family} alone in {precision}, then all but {family} ({i}/{len(chosen)})"):
+            nodes, psnr, max_abs, _ = measure(low_nodes=names)
+            _, kept_psnr, _, casts = measure(fp32_ops=(), fp32_nodes=names)
         rows.append(AuditRow(family, nodes, psnr, max_abs, kept_psnr, casts))
     for family, selection in ((ALL, {"fp32_ops": (), "fp32_nodes": ()}), (POLICY, {})):
-        nodes, psnr, max_abs, casts = measure(**selection)
+        with step(f"fp16-audit: {family} in {precision}"):
+            nodes, psnr, max_abs, casts = measure(**selection)
         rows.append(AuditRow(family, nodes, psnr, max_abs, math.nan, casts))
     psnr, max_abs = _error(_run(model_fp32, inputs), references)
     rows.append(AuditRow(FLOAT32, 0, psnr, max_abs, math.nan, 0))

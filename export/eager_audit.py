@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from irdeploy.core.images import psnr
+from irdeploy.core.progress import step
 from irdeploy.model import final_image
 from irdeploy.model.spec import ModelSpec, spec_of
 from irdeploy.model.tlc import LocalAvgPool2d
@@ -91,7 +92,8 @@ def eager_audit(model: nn.Module, inputs: Sequence[np.ndarray], precision: str =
                 lambda m, args: tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
             )
             module.register_forward_hook(lambda m, args, out: out.float())
-        outs = _run(low, inputs, dev)
+        with step(f"eager audit: {family} modules in {precision} (PyTorch)"):
+            outs = _run(low, inputs, dev)
         rows.append(EagerAuditRow(
             family, len(modules),
             min(psnr(o, r) for o, r in zip(outs, references)),
