@@ -515,7 +515,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             if args.reference else nullcontext()) as ref:
         result = evaluate(backend, pairs, reference=ref, quantized=not args.no_quantize, data=args.data,
                           progress=not args.quiet and sys.stderr.isatty())
-    Console(width=120).print(result.table())
+    Console().print(result.table())  # fits 80 columns; every per-image score is in --json
     print(result.summary())
     if args.json:
         print(f"wrote {result.write_json(args.json)}")
