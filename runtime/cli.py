@@ -60,7 +60,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     from . import quickstart
 
     result = quickstart.run(args.out, model_name=args.model, checkpoint=args.checkpoint, model_args=dict(args.arg),
-                            train_seconds=args.train_seconds, threads=args.threads, progress=not args.quiet)
+                            train_seconds=args.train_seconds, threads=args.threads,
+                            progress=not args.quiet and sys.stderr.isatty())  # bars; the stages report regardless
     print(quickstart.summary(result))
     return 0
 

@@ -123,7 +123,12 @@ def _strip(blurred: np.ndarray, restored: np.ndarray, target: np.ndarray) -> np.
 def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str | Path | None = None,
         model_args: dict[str, Any] | None = None, train_seconds: float = 0.0, threads: int | None = None,
         bench_iterations: int = 10, progress: bool = False) -> QuickstartResult:
-    """Run every stage into ``out_dir`` and return what it measured (see the module docstring)."""
+    """Run every stage into ``out_dir`` and return what it measured (see the module docstring).
+
+    Each stage (and the export, bench and parity steps inside it) is told to the
+    :mod:`irdeploy.core.progress` reporter the caller installed; ``progress`` adds the restore,
+    eval and training bars (a terminal's). ``threads`` defaults to every usable core.
+    """
     import torch
 
     from irdeploy.export import to_onnx
@@ -198,7 +203,7 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
                            "ssim_blurred": round(score.input["ssim"], 4), "ssim_restored": round(score.output["ssim"], 4)})
 
     with stage("bench", f"timing eager PyTorch against ONNX Runtime at {'x'.join(map(str, BENCH_SHAPE))}, "
-                        "interleaved"), bench_progress(progress) as on_progress:
+                        "interleaved"), bench_progress() as on_progress:  # to the reporter, if any
         bench = bench_model(model, model_name=name, workdir=out / "bench" / "work", backends=("torch", "ort"),
                             shapes=[BENCH_SHAPE], threads=threads, config=BenchConfig(iterations=bench_iterations),
                             progress=on_progress)
