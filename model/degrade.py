@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-KINDS = ("blur", "box", "rain")
+DEGRADATIONS = ("blur", "box", "rain")
 SUBFOLDERS = ("input", "target")
 
 
@@ -131,7 +131,7 @@ def degrade(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarra
         return motion_blur(image)
     if kind == "rain":
         return rain(image, rng)
-    raise ValueError(f"unknown degradation {kind!r}; expected one of {', '.join(KINDS)}")
+    raise ValueError(f"unknown degradation {kind!r}; expected one of {', '.join(DEGRADATIONS)}")
 
 
 def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -166,8 +166,8 @@ def degrade_folder(clean_dir: str | os.PathLike, out_dir: str | os.PathLike, kin
     from irdeploy.core.images import read_image, write_image
     from irdeploy.core.pairs import list_images
 
-    if kind not in KINDS:
-        raise ValueError(f"unknown degradation {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind not in DEGRADATIONS:
+        raise ValueError(f"unknown degradation {kind!r}; expected one of {', '.join(DEGRADATIONS)}")
     if (crops is None) != (size is None):
         raise ValueError("crops and size go together: --crops N --size S")
     if crops is not None and (crops < 1 or size < 16):

@@ -77,7 +77,10 @@ def _preset(spec: ModelSpec, kwargs: Mapping[str, Any], want: Mapping[str, tuple
         if _built(spec, p.kwargs) == want:
             settings = {**defaults, **p.kwargs}
             return Detection(spec.name, p.name, {k: v for k, v in kwargs.items() if _norm(settings.get(k)) != _norm(v)})
-    return Detection(spec.name, None, {k: v for k, v in kwargs.items() if _norm(defaults.get(k)) != _norm(v)})
+    # create(arch) builds the preset of the same name where there is one (MHNet's "mhnet")
+    same_name = next((p.kwargs for p in spec.presets if p.name == spec.name), {})
+    base = {**defaults, **same_name}
+    return Detection(spec.name, None, {k: v for k, v in kwargs.items() if _norm(base.get(k)) != _norm(v)})
 
 
 def _norm(value: Any) -> Any:

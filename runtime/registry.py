@@ -38,7 +38,7 @@ class BackendSpec:
         return getattr(importlib.import_module(module), function)(request)
 
 
-def _installed(module: str, install: str) -> Callable[[], str | None]:
+def module_probe(module: str, install: str) -> Callable[[], str | None]:
     def probe() -> str | None:
         return None if importlib.util.find_spec(module) else f"{module} is not installed ({install})"
 
@@ -121,11 +121,11 @@ def backend_for_file(path: str | Path) -> BackendSpec:
 
 
 register_backend(BackendSpec("torch", "eager PyTorch", "irdeploy.runtime.artifacts:open_torch", None, (),
-                             ("cpu", "cuda"), _installed("torch", "pip install torch==2.13.0")))
+                             ("cpu", "cuda"), module_probe("torch", "pip install torch==2.13.0")))
 register_backend(BackendSpec("torch-compile", "PyTorch with torch.compile", "irdeploy.runtime.artifacts:open_torch", None,
-                             (), ("cpu", "cuda"), _installed("torch", "pip install torch==2.13.0")))
+                             (), ("cpu", "cuda"), module_probe("torch", "pip install torch==2.13.0")))
 register_backend(BackendSpec("ort", "ONNX Runtime", "irdeploy.runtime.artifacts:open_ort", "onnx", (".onnx",),
-                             ("cpu", "cuda"), _installed("onnxruntime", "pip install onnxruntime"),
+                             ("cpu", "cuda"), module_probe("onnxruntime", "pip install onnxruntime"),
                              triton=("", "onnxruntime"), triton_file="model.onnx"))
 register_backend(BackendSpec("trt", "TensorRT / TensorRT-RTX engine", "irdeploy.runtime.artifacts:open_trt", "engine",
                              (".engine", ".plan"), ("cuda",), _tensorrt_probe,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import onnx
 import pytest
 import torch
 from conftest import FIXTURES
 
+from irdeploy.core.metadata import ExportMetadata
 from irdeploy.model import available, create, load_model, presets, record_of, specs
 from irdeploy.model.checkpoint import read_state_dict
 from irdeploy.model.detect import DetectionError, detect
@@ -84,7 +86,11 @@ def test_cli_prints_what_it_detected(tmp_path, capsys) -> None:
     from irdeploy.runtime.cli import main
 
     path = save_checkpoint(create("mhnet", width=8, num_cab=1, enc_blk_nums=[1, 1, 1, 1]), tmp_path / "mh.pth")
-    assert main(["fp16-audit", "--checkpoint", str(path), "--size", "32x32", "--no-eager", "--quiet"]) == 0
+    out = tmp_path / "mh.onnx"
+    assert main(["export", "--checkpoint", str(path), "-o", str(out), "--static", "16x16", "--no-parity", "--no-tensorrt",
+                 "--quiet"]) == 0
+    meta = ExportMetadata.read(onnx.load(out))  # "mhnet" is a preset too: its settings, the detected ones on top
+    assert meta.arch == "mhnet" and {"width": 8, "num_cab": 1, "enc_blk_nums": [1, 1, 1, 1]}.items() <= meta.config.items()
     err = capsys.readouterr().err
     assert "detected architecture mhnet with width=8, num_cab=1, enc_blk_nums=[1, 1, 1, 1] in" in err
     assert main(["export", "-o", str(tmp_path / "x.onnx")]) == 2

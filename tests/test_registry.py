@@ -174,3 +174,22 @@ def test_backend_registry_drives_choices():
     with pytest.raises(ValueError, match="unknown backend 'tflite'; choose from torch"):
         get_backend("tflite")
     assert get_backend("ort").probe() is None  # onnxruntime is installed in the test environment
+
+
+@pytest.mark.parametrize("spec", specs(), ids=lambda s: s.name)
+def test_tlc_follows_the_spec(spec):
+    """TLC at the training size is the identity conversion; a spec without global pools says so."""
+    from irdeploy.model import to_local
+
+    model = randomize_constants(create(spec.name, **spec.tiny)).eval()
+    if not spec.tlc:
+        with pytest.raises(ValueError, match="no global average pool"):
+            to_local(model, train_size=(1, record_of(model).channels, 32, 32))
+        return
+    x = torch.rand(1, record_of(model).channels, 32, 32)
+    with torch.inference_mode():
+        before = spec.image(model(x))
+    to_local(model, train_size=(1, record_of(model).channels, 32, 32), base_size=32)
+    assert record_of(model).tlc == {"train_size": [1, record_of(model).channels, 32, 32], "base_size": [32, 32]}
+    with torch.inference_mode():
+        assert torch.allclose(spec.image(model(x)), before, atol=1e-5)

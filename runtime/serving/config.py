@@ -19,7 +19,7 @@ from ..registry import triton_backend
 from .artifact import ArtifactSpec, TensorSpec
 from .errors import ServingError, require
 
-KINDS = ("auto", "gpu", "cpu")
+INSTANCE_KINDS = ("auto", "gpu", "cpu")
 ACCELERATORS = ("tensorrt", "cuda")
 # Config parameters that tell a client the padding contract of the raw tensor model (Triton
 # runs the graph as it is: H and W must be multiples of the pad multiple).
@@ -145,8 +145,8 @@ def _kind(spec: ArtifactSpec, options: ConfigOptions) -> str:
 
 
 def _check_options(spec: ArtifactSpec, options: ConfigOptions) -> None:
-    if options.kind not in KINDS:
-        raise ServingError(f"unknown instance kind {options.kind!r}; choose from {', '.join(KINDS)}")
+    if options.kind not in INSTANCE_KINDS:
+        raise ServingError(f"unknown instance kind {options.kind!r}; choose from {', '.join(INSTANCE_KINDS)}")
     if options.accelerator is not None and options.accelerator not in ACCELERATORS:
         raise ServingError(f"unknown accelerator {options.accelerator!r}; choose from {', '.join(ACCELERATORS)}")
     if options.accelerator and spec.kind == "engine":

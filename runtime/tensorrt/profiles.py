@@ -21,7 +21,7 @@ from irdeploy.core.shapes import Shape, format_shape, parse_shape
 
 from .errors import EngineBuildError
 
-KINDS = ("min", "opt", "max")
+PROFILE_POINTS = ("min", "opt", "max")
 # Default H x W: small tiles up to 1080p (the CLI example), batch 1.
 DEFAULT_SIZES = {"min": (64, 64), "opt": (720, 1280), "max": (1088, 1920)}
 _MULTIPLE_PARAM = re.compile(r"^\s*(\d+)\s*\*")  # the exporter names dynamic sizes "16*h_blocks"
@@ -56,14 +56,14 @@ class Profile:
         return len(shape) == len(self.min) and all(lo <= d <= hi for lo, d, hi in zip(self.min, shape, self.max))
 
     def describe(self) -> str:
-        return " ".join(f"{k}={format_shape(getattr(self, k))}" for k in KINDS)
+        return " ".join(f"{k}={format_shape(getattr(self, k))}" for k in PROFILE_POINTS)
 
     def to_dict(self) -> dict[str, object]:
-        return {"input": self.input, **{k: list(getattr(self, k)) for k in KINDS}}
+        return {"input": self.input, **{k: list(getattr(self, k)) for k in PROFILE_POINTS}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Profile:
-        return cls(str(data["input"]), *(tuple(int(d) for d in data[k]) for k in KINDS))  # type: ignore[union-attr]
+        return cls(str(data["input"]), *(tuple(int(d) for d in data[k]) for k in PROFILE_POINTS))  # type: ignore[union-attr]
 
 
 
@@ -73,7 +73,7 @@ def parse_shapes(args: Sequence[str]) -> dict[str, Shape]:
     shapes: dict[str, Shape] = {}
     for arg in args:
         kind, sep, value = arg.partition("=")
-        if not sep or kind not in KINDS:
+        if not sep or kind not in PROFILE_POINTS:
             raise EngineBuildError(f"bad --shapes entry {arg!r}: expected min=NxCxHxW, opt=... or max=...")
         try:
             shapes[kind] = parse_shape(value)
@@ -113,19 +113,19 @@ def resolve_profile(graph: GraphInput, shapes: Mapping[str, Sequence[int]] | Non
     if len(graph.shape) != 4:
         raise EngineBuildError(f"graph input {graph.name!r} has shape {graph.describe()}; expected NxCxHxW")
     given = {k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()}
-    unknown = set(given) - set(KINDS)
+    unknown = set(given) - set(PROFILE_POINTS)
     if unknown:
         raise EngineBuildError(f"unknown profile entries {sorted(unknown)}; use min, opt and max")
     if not given:
-        given = {k: _default(graph, k) for k in KINDS}
+        given = {k: _default(graph, k) for k in PROFILE_POINTS}
     opt = given.get("opt") or given.get("max") or given.get("min")
     chosen = {"min": given.get("min") or opt, "opt": opt, "max": given.get("max") or opt}
     notes: list[str] = []
-    fitted = {k: _fit(graph, k, chosen[k], notes) for k in KINDS}  # type: ignore[arg-type]
+    fitted = {k: _fit(graph, k, chosen[k], notes) for k in PROFILE_POINTS}  # type: ignore[arg-type]
     for i in range(4):
         if not fitted["min"][i] <= fitted["opt"][i] <= fitted["max"][i]:
             raise EngineBuildError(
-                f"profile {' '.join(f'{k}={format_shape(fitted[k])}' for k in KINDS)}: "
+                f"profile {' '.join(f'{k}={format_shape(fitted[k])}' for k in PROFILE_POINTS)}: "
                 f"dimension {i} must grow from min to opt to max"
             )
     for note in notes:
