@@ -28,6 +28,19 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def markdown_table(rows) -> str:
+    """The README's table: one row per backend x batch, medians of the rounds."""
+    lines = ["| backend | batch | fps (spread) | decode ms/frame | infer ms/frame | encode ms/frame | bound |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if r.skipped:
+            lines.append(f"| {r.backend} {r.precision} | {r.batch} | skipped: {r.skipped} | | | | |")
+            continue
+        lines.append(f"| {r.backend} {r.precision} | {r.batch} | {r.median_fps:.2f} ({r.spread:.0%}) | "
+                     f"{r.median_ms('decode'):.1f} | {r.median_ms('infer'):.0f} | {r.median_ms('encode'):.1f} | {r.bound} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from irdeploy.core.fileio import atomic_write
     from irdeploy.core.images import read_image, sample_path
@@ -75,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(args.out / f"{stem}.json", to_json(rows, meta))
     md = [f"# {title}", "", f"Machine: {meta['machine']['cpu']}, {meta['machine']['usable_cores']} usable cores; "
           f"versions {json.dumps(meta['machine']['versions'])}; {meta['machine']['date']}.", "",
-          f"uptime before: `{before}`", "", f"uptime after: `{after}`", "", "```", table, "```", "",
+          f"uptime before: `{before}`", "", f"uptime after: `{after}`", "", markdown_table(rows), "",
+          "```", table, "```", "",
           "fps: frames / wall time of the whole restore (open, decode, infer, encode, rename). Stage columns: "
           "busy milliseconds per frame of each thread (waiting excluded); the three overlap, so the largest bounds "
           "the fps. spread: (max - min) / median fps over the rounds.", ""]

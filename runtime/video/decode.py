@@ -143,6 +143,7 @@ class VideoSource:
         pending: list = []
         cache: dict = {}
         index = 0
+        last: int | None = None  # the previous frame's pts
         try:
             for packet in self.container.demux(*self.container.streams):
                 if packet.stream in copied:
@@ -169,9 +170,15 @@ class VideoSource:
                         self.policy.previous = rgb
                     else:
                         rgb = frame.rgb
-                    yield SourceFrame(index, frame.pts, frame.time_base or stream.time_base,
-                                      frame.duration or None, rgb, pending, rotation=getattr(frame, "rotation", 0) or 0,
-                                      depth=self.info.depth, repeated=repeated)
+                    time_base = frame.time_base or stream.time_base
+                    pts = frame.pts
+                    if pts is None:  # some AVI/raw streams: one nominal frame after the previous
+                        step = round(1 / (self.info.base_rate * time_base)) if self.info.base_rate else 1
+                        pts = last + max(step, 1) if last is not None else 0
+                    last = pts
+                    yield SourceFrame(index, pts, time_base, frame.duration or None, rgb, pending,
+                                      rotation=getattr(frame, "rotation", 0) or 0, depth=self.info.depth,
+                                      repeated=repeated)
                     pending = []
                     index += 1
         except av.FFmpegError as exc:  # the demuxer itself gave up (a truncated file)

@@ -227,8 +227,7 @@ class VideoWriter:
         else:  # packed RGB (PNG in a container)
             deep = self.pix_fmt.startswith("rgb48")
             samples = np.floor(np.clip(rgb, 0, 1) * (65535 if deep else 255) + 0.5).astype(np.uint16 if deep else np.uint8)
-            out = av.VideoFrame.from_ndarray(samples.astype(">u2") if self.pix_fmt.endswith("be") and deep else samples,
-                                             format=self.pix_fmt)
+            out = av.VideoFrame.from_ndarray(samples, format=self.pix_fmt)  # native order in; PyAV swaps for "be"
         out.colorspace, out.color_range = self.tags[0], self.tags[1]
         out.pts, out.time_base = frame.pts, frame.time_base  # no duration: the muxer derives it as it did for the source
         for packet in self.stream.encode(out):
