@@ -27,16 +27,17 @@ class TensorRTUnavailable(ImportError):
     """No usable TensorRT module of the requested flavour; the message says what to install."""
 
 
-# The modules that register each flavour's pybind11 types: the two register the same type names,
-# so once one is loaded the other cannot be (pybind11: 'generic_type: type "ILogger" is already
-# registered!'), or worse, loads and mixes types. One flavour per process.
-_LOADED_BY = {"tensorrt": ("tensorrt", "tensorrt_bindings"), "rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings")}
+# Each flavour's top-level module; it imports the *_bindings extension that registers its pybind11
+# types. The two register the same type names, so once one is loaded the other cannot be
+# (pybind11: 'generic_type: type "ILogger" is already registered!'), or worse, loads and mixes
+# types. One flavour per process.
+_LOADED_BY = {"tensorrt": ("tensorrt",), "rtx": ("tensorrt_rtx",)}
 _auto_choice: str | None = None
 
 
 def loaded_flavour() -> str | None:
     """The TensorRT flavour this process has already imported, if any."""
-    return next((f for f, names in _LOADED_BY.items() if any(n in sys.modules for n in names)), None)
+    return next((f for f, names in _LOADED_BY.items() if any(sys.modules.get(n) is not None for n in names)), None)
 
 
 def auto_choice() -> str | None:

@@ -22,7 +22,7 @@ from irdeploy.runtime.bench import (BenchConfig, BenchResult, Candidate, Row, St
                                     matmul_tflops, measure, parse_threads, peak_gmac_per_s, percentile,
                                     share_of_peak, summary_markdown, thread_groups)
 from irdeploy.runtime.bench.chart import render_png
-from irdeploy.runtime.bench.gpu import TensorRTProbe, TorchCudaProbe, apply_ceilings
+from irdeploy.runtime.bench.gpu import TorchCudaProbe, apply_ceilings
 
 MS = 1_000_000
 REPO = Path(__file__).resolve().parent.parent
@@ -274,64 +274,6 @@ def test_torch_cuda_probe_times_device_resident_runs_with_events():
     probe = TorchCudaProbe(backend, np.zeros((1, 3, 4, 4), np.float32), "bf16")
     assert probe() == 1_250_000
     assert log == [("to", "cuda", "bf16-dtype"), "record", ("run", "on-device"), "record", "sync"]
-
-
-def test_tensorrt_probe_uses_infer_device_between_events(monkeypatch):
-    """The padded input goes to the device once; each sample is record, infer_device, record, sync."""
-    from irdeploy.runtime.tensorrt import device
-
-    log: list = []
-    ok = 0
-
-    class FakeCudart:
-        cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice="h2d")
-
-        def cudaMalloc(self, n):
-            log.append(("malloc", n))
-            return ok, 1000
-
-        def cudaMemcpy(self, dst, src, n, kind):
-            log.append(("memcpy", dst, n, kind))
-            return (ok,)
-
-        events = 0
-
-        def cudaEventCreate(self):
-            FakeCudart.events += 1
-            return ok, f"event{FakeCudart.events}"
-
-        def cudaEventRecord(self, event, stream):
-            log.append(("record", event, stream))
-            return (ok,)
-
-        def cudaEventSynchronize(self, event):
-            log.append(("sync", event))
-            return (ok,)
-
-        def cudaEventElapsedTime(self, start, end):
-            return ok, 0.5
-
-        def cudaFree(self, ptr):
-            log.append(("free", ptr))
-            return (ok,)
-
-        def cudaEventDestroy(self, event):
-            log.append(("destroy", event))
-            return (ok,)
-
-    monkeypatch.setattr(device, "cudart", lambda: FakeCudart())
-    engine = SimpleNamespace(stream="s0", infer_device=lambda ptr, shape, stream: log.append(("run", ptr, shape, stream)))
-    backend = SimpleNamespace(engine=engine, pad_multiple=16, pad_mode="constant")
-    probe = TensorRTProbe(backend, np.zeros((1, 3, 20, 30), np.float32))
-    nbytes = 1 * 3 * 32 * 32 * 4  # padded to multiples of 16
-    assert log[:2] == [("malloc", nbytes), ("memcpy", 1000, nbytes, "h2d")]
-    del log[:]
-    assert probe() == 500_000
-    assert log == [("record", "event1", "s0"), ("run", 1000, (1, 3, 32, 32), "s0"), ("record", "event2", "s0"),
-                   ("sync", "event2")]
-    probe.close()
-    probe.close()  # idempotent
-    assert log[4:] == [("free", 1000), ("destroy", "event1"), ("destroy", "event2")]
 
 
 def _fake_result() -> BenchResult:

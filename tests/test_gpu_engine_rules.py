@@ -234,7 +234,7 @@ def test_a_rejected_runtime_cache_is_reported_and_replaced(tmp_path):
     path = write_engine(tmp_path / "m.engine", flavour="rtx")
     cache = tmp_path / "runtime.cache"
     cache.write_bytes(b"a cache from another GPU or TensorRT-RTX version")
-    with simulate(), TensorRTEngine(path, runtime_cache=cache) as engine:
+    with simulate(), pytest.warns(RuntimeWarning, match="rejected"), TensorRTEngine(path, runtime_cache=cache) as engine:
         assert any("runtime cache" in n and "rejected" in n for n in engine.notes), engine.notes
         engine.infer(_batches()[0])
     assert cache.read_bytes().startswith(simulated.CACHE_MAGIC)
