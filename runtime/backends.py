@@ -190,10 +190,14 @@ class TensorRTBackend(Backend):
         self.pad_multiple = self.engine.pad_multiple
         self.pad_mode = self.engine.sidecar.get("pad_mode", "constant")
         self.device = "cuda"
-        # the launch path is in the name: end-to-end and compute-only figures both time it
-        self.name = f"tensorrt ({self.engine.sidecar.get('precision', '?')}, {self.engine.launch_path})"
         self.max_shape = tuple(self.engine.profile.max)
         self.channels = int(self.engine.profile.max[1])
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """With the launch path (it changes if a CUDA-graph capture fails): end-to-end and
+        compute-only figures both time that path."""
+        return f"tensorrt ({self.engine.sidecar.get('precision', '?')}, {self.engine.launch_path})"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.engine.infer(batch), dtype=np.float32)  # BF16/FP16/FP8 engine outputs too
