@@ -8,6 +8,7 @@ non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -107,6 +108,31 @@ def _port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a TCP port is 1-65535, got {value}")
     return value
+
+
+def _number(text: str, *, floor: float, strict: bool, whole: bool) -> float:
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'a whole number' if whole else 'a number'}, got {text!r}") from None
+    if not math.isfinite(value) or value < floor or (strict and value == floor):
+        raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {floor:g}, got {text}")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    """A count that may be 0 (warm-up runs, a delay, "every N steps" where 0 means never): argparse type."""
+    return int(_number(text, floor=0, strict=False, whole=True))
+
+
+def _seconds(text: str) -> float:
+    """A duration in seconds, 0 or more (argparse type)."""
+    return _number(text, floor=0, strict=False, whole=False)
+
+
+def _positive_number(text: str) -> float:
+    """A finite number above 0: a PSNR floor in dB, a learning rate (argparse type; nan is refused)."""
+    return _number(text, floor=0, strict=True, whole=False)
 
 
 def _device(allow_auto: bool = False):
@@ -538,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     _set_help(p, "--model", "preset or architecture of --checkpoint (default: the bundled checkpoint's M3SNet, width 16)")
     _set_help(p, "--checkpoint", "weights to restore with, together with --model (default: the bundled checkpoint, "
                                  "trained on CPU on the shipped photographs; not random weights)")
-    p.add_argument("--train-seconds", type=float, default=0.0,
+    p.add_argument("--train-seconds", type=_seconds, default=0.0,
                    help="train the quickstart model from scratch for this long instead of using the bundled checkpoint")
     p.add_argument("--threads", type=_positive, help="CPU threads for torch and ONNX Runtime")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -561,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=1, help="batch size of a --static export (default 1)")
     p.add_argument("--tlc", type=_size, metavar="HxW", help="apply the test-time local converter for this training crop")
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs eager parity gate")
-    p.add_argument("--min-psnr", type=float, help="parity floor in dB vs eager fp32 (default: 80 fp32, 40 fp16, 30 bf16)")
+    p.add_argument("--min-psnr", type=_positive_number, help="parity floor in dB vs eager fp32 (default: 80 fp32, 40 fp16, 30 bf16)")
     p.add_argument("--fp32-nodes", help="comma-separated node names to keep float32 (from validate --bisect)")
     p.add_argument("--no-tensorrt", action="store_true", help="skip the TensorRT parser check")
     p.add_argument("--pad-mode", choices=PAD_MODES, default=INFERENCE_PAD_MODE,
@@ -609,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     artifact = p.add_mutually_exclusive_group(required=True)
     artifact.add_argument("--onnx", help="the ONNX graph to compare (its metadata names the checkpoint it was exported from)")
     artifact.add_argument("--engine", help="the TensorRT engine to compare (needs a GPU; its sidecar names the checkpoint)")
-    p.add_argument("--min-psnr", type=float, help="PSNR floor in dB (default by precision: 80 / 40 / 30)")
+    p.add_argument("--min-psnr", type=_positive_number, help="PSNR floor in dB (default by precision: 80 / 40 / 30)")
     p.add_argument("--bisect", action="store_true",
                    help="on failure, find the nodes to keep float32 (binary search, ONNX Runtime CPU emulation)")
     p.set_defaults(func=_cmd_validate)
@@ -621,8 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", default="1x3x256x256", help="comma-separated NxCxHxW (default: %(default)s)")
     p.add_argument("--batch", help="comma-separated batch sizes replacing N of every shape, e.g. 1,4")
     p.add_argument("--iterations", type=_positive, default=20, help="timed runs per candidate (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=2, help="minimum warm-up runs per candidate (default: %(default)s)")
-    p.add_argument("--warmup-seconds", type=float, default=0.2, help="minimum warm-up time per candidate (default: %(default)s)")
+    p.add_argument("--warmup", type=_not_negative, default=2, help="minimum warm-up runs per candidate (default: %(default)s)")
+    p.add_argument("--warmup-seconds", type=_seconds, default=0.2, help="minimum warm-up time per candidate (default: %(default)s)")
     p.add_argument("--threads", help="intra-op threads for torch and ONNX Runtime alike; a comma list "
                    "(e.g. 1,2) measures the CPU backends once per count")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -671,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, help="time budget; the schedule anneals to its end")
     p.add_argument("--batch", type=_positive, default=8, help="crops per step (default: %(default)s)")
     p.add_argument("--crop", type=int, default=128, help="crop side in pixels (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_number, default=1e-3, help="peak learning rate (default: %(default)s)")
     p.add_argument("--loss", choices=("charbonnier", "psnr"), default="charbonnier",
                    help="training loss: Charbonnier (smooth L1, the papers' choice) or negative PSNR (default: %(default)s)")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
@@ -680,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="initial weights and batches (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default: %(default)s)")
     p.add_argument("--threads", type=_positive, help="CPU threads for torch")
-    p.add_argument("--val-every", type=int, default=0, help="validate and save every N steps (default: at the end only)")
+    p.add_argument("--val-every", type=_not_negative, default=0, help="validate and save every N steps (default: at the end only)")
     p.add_argument("--resume", help="continue a run: its --out folder or train_state.pth")
     p.add_argument("--identity-init", action="store_true",
                    help="from scratch: zero the output convolutions so training starts from the identity (short runs)")
@@ -711,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=_positive, default=1, help="model instances (default: %(default)s)")
     p.add_argument("--kind", choices=("auto", "gpu", "cpu"), default="auto",
                    help="instance kind; auto: GPU for engines and accelerated graphs, else CPU")
-    p.add_argument("--dynamic-batching-delay-us", type=int, default=500, help="batcher queue delay (default: %(default)s)")
+    p.add_argument("--dynamic-batching-delay-us", type=_not_negative, default=500, help="batcher queue delay (default: %(default)s)")
     p.add_argument("--accelerator", choices=("tensorrt", "cuda"), help="ONNX Runtime execution provider block (GPU)")
     p.add_argument("--no-warmup", action="store_true", help="no warm-up request in the config")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
@@ -727,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=_port, default=8001, help="Triton's gRPC port (default: %(default)s)")
     p.add_argument("--max-batch", type=_positive, help="dynamic batch limit (default: the engine profile's max N, else 8)")
     p.add_argument("--max-size", type=_size, metavar="HxW", help="largest image (default: the engine profile's, else 2160x3840)")
-    p.add_argument("--dynamic-batching-delay-us", type=int, default=500, help="batcher queue delay (default: %(default)s)")
+    p.add_argument("--dynamic-batching-delay-us", type=_not_negative, default=500, help="batcher queue delay (default: %(default)s)")
     p.add_argument("--device", type=_device(), default="cpu", help="cpu or cuda[:N] (ONNX Runtime); engines run on cuda:N")
     p.add_argument("--threads", type=_positive, help="ONNX Runtime intra-op threads")
     p.add_argument("--log-file", help="Triton's log (default: standard output)")

@@ -185,6 +185,13 @@ CASES = [
     ("serve-max-batch-negative", ["serve", "--onnx", "{w}/m.onnx", "--max-batch", "-1"], "must be at least 1, got -1"),
     ("serve-max-batch-zero", ["serve", "--onnx", "{w}/m.onnx", "--max-batch", "0"], "must be at least 1, got 0"),
     ("serve-port-out-of-range", ["serve", "--onnx", "{w}/m.onnx", "--http-port", "99999"], "a TCP port is 1-65535, got 99999"),
+    ("serve-negative-delay", ["serve", "--onnx", "{w}/m.onnx", "--dynamic-batching-delay-us", "-5"], "must be at least 0, got -5"),
+    ("export-min-psnr-nan", ["export", *TINY_ARGS, "--min-psnr", "nan", "-o", "{w}/out.onnx"], "must be above 0, got nan"),
+    ("validate-min-psnr-negative", ["validate", *TINY_ARGS, "--checkpoint", "{w}/ck.pth", "--onnx", "{w}/m.onnx", "--min-psnr", "-5"],
+     "must be above 0, got -5"),
+    ("train-val-every-negative", ["train", *TINY_ARGS, "--data", "{w}/pairs", "--out", "{w}/run", "--val-every", "-1"],
+     "must be at least 0, got -1"),
+    ("quickstart-negative-training-time", ["quickstart", "--out", "{w}/qs", "--train-seconds", "-5"], "must be at least 0, got -5"),
     ("serve-device-banana", ["serve", "--onnx", "{w}/m.onnx", "--device", "banana"], "unknown device 'banana'"),
     ("triton-max-batch-zero", ["triton", "--onnx", "{w}/m.onnx", "-o", "{w}/repo", "--name", "m", "--max-batch", "0"],
      "must be at least 1, got 0"),
@@ -254,6 +261,7 @@ def test_server_settings_are_refused_before_triton_starts(world) -> None:
 
     for kwargs, message in (({"max_batch": 0}, "max batch must be at least 1, got 0"),
                             ({"threads": -1}, "threads must be at least 1"),
+                            ({"delay_us": -5}, "delay must be >= 0"),
                             ({"open_statistics": True, "host": "0.0.0.0"}, "loopback host")):
         with pytest.raises(ServingError, match=message):
             TritonServer(world / "m.onnx", **kwargs)

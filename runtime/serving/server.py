@@ -92,6 +92,8 @@ class TritonServer:
         for label, value in (("max batch", max_batch), ("threads", threads)):
             if value is not None and value < 1:
                 raise ServingError(f"{label} must be at least 1, got {value}")
+        if delay_us < 0:
+            raise ServingError(f"dynamic batching delay must be >= 0 microseconds, got {delay_us}")
         if max_size is not None and min(max_size) < 1:
             raise ServingError(f"max size must be at least 1x1, got {max_size[0]}x{max_size[1]}")
         if open_statistics and not _is_loopback(host):
