@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-av = pytest.importorskip("av", reason="the video extra (pip install 'irdeploy[video]') is not installed")
+import av  # the video extra, part of the test extra: its absence is an error here, not a skip
 
-from irdeploy.core.images import psnr, read_image, sample_path, write_image  # noqa: E402
-from irdeploy.model.degrade import motion_blur  # noqa: E402
-from irdeploy.runtime.cli import main  # noqa: E402
-from irdeploy.runtime.video.clips import panned, pattern, sine, write_clip  # noqa: E402
-from irdeploy.runtime.video.colour import layout, planes_to_rgb, resolve, rgb_to_planes  # noqa: E402
-from irdeploy.runtime.video.decode import read_planes  # noqa: E402
+from irdeploy.core.images import psnr, read_image, sample_path, write_image
+from irdeploy.model.degrade import motion_blur
+from irdeploy.runtime.cli import main
+from irdeploy.runtime.video.clips import panned, pattern, sine, write_clip
+from irdeploy.runtime.video.colour import layout, planes_to_rgb, resolve, rgb_to_planes
+from irdeploy.runtime.video.decode import read_planes
 
 SIZE = (48, 64)  # H, W
 FRAMES = 12
@@ -358,6 +358,16 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, clip, identity, case
     code, stdout, err = restore([src, "-o", target, "--onnx", identity, *extra], capsys)
     assert code == 2 and expect in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert leftovers(out_dir) == before and leftovers(inputs) == ([] if src == clip else [src.name])
+
+
+def test_without_pyav_one_line(tmp_path, clip, identity) -> None:
+    """PyAV is an optional extra: without it a clip gets one line naming the extra."""
+    code = ("import sys; sys.modules['av'] = None\n"
+            "from irdeploy.runtime.cli import main\n"
+            f"raise SystemExit(main(['restore', {str(clip)!r}, '-o', {str(tmp_path / 'x.mp4')!r}, '--onnx', {identity!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "video needs PyAV" in result.stderr and '.[video]' in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and leftovers(tmp_path) == []
 
 
 def test_existing_output_is_kept(tmp_path, clip, identity, capsys) -> None:
