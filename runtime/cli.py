@@ -609,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("onnx", help="the ONNX graph to build (from irdeploy export, or any NCHW image graph)")
     p.add_argument("-o", "--output", required=True, help="engine file (a .json sidecar is written beside it)")
     p.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp16",
-                   help="engine precision: fp32, tf32, fp16, bf16 or best (fp16 with tf32) (default: %(default)s)")
+                   help="engine precision: fp32, tf32, fp16, bf16, best (fp16 with tf32) or int8 (a Q/DQ graph) (default: %(default)s)")
     p.add_argument("--shapes", nargs="+", metavar="KIND=NxCxHxW",
                    help="min=1x3x64x64 opt=1x3x720x1280 max=1x3x1088x1920 (default; rounded to the pad multiple)")
     p.add_argument("--trt", choices=FLAVOURS, default="auto",
