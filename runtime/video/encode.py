@@ -73,10 +73,19 @@ def default_pix_fmt(codec: str, source: SourceTags) -> str:
     formats = [f.name for f in av.Codec(codec, "w").video_formats or []]
     if codec == "png":
         return "rgb48be" if source.depth > 8 else "rgb24"
-    if codec == "ffv1" and source.pix_fmt in formats:
+    if codec == "ffv1" and source.pix_fmt in formats and writable(source.pix_fmt):
         return source.pix_fmt
+    if codec == "ffv1" and source.pix_fmt and layout(source.pix_fmt) is None:  # packed RGB (bgr0, rgb48...): planar RGB
+        # (PyAV's FFV1 has no 8-bit gbrp; 8-bit samples survive a 10-bit plane exactly)
+        wanted = ("gbrp16le",) if source.depth > 8 else ("gbrp", "gbrp10le")
+        return next((f for f in wanted if f in formats), "yuv444p16le")
     wanted = "yuv420p10le" if source.depth > 8 else "yuv420p"
     return wanted if wanted in formats else "yuv420p"
+
+
+def writable(pix_fmt: str) -> bool:
+    """Formats this writer fills: planar YUV, gray or GBR (:mod:`.colour`), or packed RGB for PNG."""
+    return layout(pix_fmt) is not None or pix_fmt in ("rgb24", "rgb48be")
 
 
 class VideoWriter:
@@ -125,8 +134,9 @@ class VideoWriter:
                              f"choose another --codec or output suffix")
         formats = [f.name for f in av.Codec(self.codec, "w").video_formats or []]
         self.pix_fmt = pix_fmt or default_pix_fmt(self.codec, self.source)
-        if self.pix_fmt not in formats:
-            raise VideoError(f"--pix-fmt {self.pix_fmt}: {self.codec} takes {', '.join(formats)}")
+        usable = [f for f in formats if writable(f)]
+        if self.pix_fmt not in usable:
+            raise VideoError(f"--pix-fmt {self.pix_fmt}: irdeploy writes {self.codec} as {', '.join(usable)}")
         if crf is not None and self.codec not in DEFAULT_CRF:
             raise VideoError(f"--crf applies to {', '.join(DEFAULT_CRF)}; {self.codec} is lossless")
         self.crf = crf if crf is not None else DEFAULT_CRF.get(self.codec)
