@@ -144,7 +144,8 @@ def test_compute_only_device_memory_and_progress_are_kept_apart():
     assert row.gmac_per_s == pytest.approx(2.0 / 0.007) and row.compute_gmac_per_s == pytest.approx(2.0 / 0.002)
     assert row.device_memory_mb == 100.0 and row.device == "cuda" and probes[0].closed
     assert seen[0] == ("model 1x3x8x8", "loading", 0, 0) and seen[1] == ("model 1x3x8x8", "warm-up", 0, 3)
-    assert seen[2:] == [("model 1x3x8x8", "timing", k, 3) for k in (1, 2, 3)]
+    assert seen[2] == ("model 1x3x8x8", "warm-up: first call of trt fp16", 0, 0)  # before the call, not after
+    assert seen[3:] == [("model 1x3x8x8", "timing", k, 3) for k in (1, 2, 3)]
 
 
 def test_unavailable_and_failing_candidates_are_reported_with_reasons():
@@ -395,7 +396,7 @@ def test_cli_bench_writes_results_and_chart(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json", "results.md", "results.png"]
     assert result.stderr == ""  # --quiet: no progress bar
-    table = [line for line in result.stdout.splitlines() if "m3snet" in line and "1x3x32x48" in line]
+    table = [line for line in result.stdout.splitlines() if line.startswith("32x48 ")]  # 80 columns: no model column
     assert len(table) == 6 and "skipped" in result.stdout
     rows = {(r["backend"], r["precision"]): r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert {k for k, r in rows.items() if r["status"] == "ok"} == {("torch", "fp32"), ("torch", "fp16"),
