@@ -36,11 +36,6 @@ class SourceFrame:
     packets: list = field(default_factory=list)  # other streams' packets to mux before this frame
     rotation: int = 0  # display rotation, degrees counter-clockwise
     depth: int = 8  # bits per sample of the source
-    repeated: bool = False  # stands in for a frame that could not be decoded
-
-    @property
-    def seconds(self) -> float | None:
-        return float(self.pts * self.time_base) if self.pts is not None else None
 
 
 def timestamp(seconds: float | None) -> str:
@@ -159,17 +154,15 @@ class VideoSource:
                     rgb = self.policy.handle(seconds, ffmpeg_reason(exc))
                     decoded = [] if rgb is None else [_Stand(packet, rgb)]
                 for frame in decoded:
-                    repeated = isinstance(frame, _Stand)
-                    if not repeated and frame.is_corrupt:
+                    if isinstance(frame, _Stand):
+                        rgb = frame.rgb
+                    elif frame.is_corrupt:
                         rgb = self.policy.handle(frame.time, "the decoder marked it corrupt")
                         if rgb is None:
                             continue
-                        repeated = True
-                    elif not repeated:
+                    else:
                         rgb = frame_to_rgb(frame, cache)
                         self.policy.previous = rgb
-                    else:
-                        rgb = frame.rgb
                     time_base = frame.time_base or stream.time_base
                     pts = frame.pts
                     if pts is None:  # some AVI/raw streams: one nominal frame after the previous
@@ -177,8 +170,7 @@ class VideoSource:
                         pts = last + max(step, 1) if last is not None else 0
                     last = pts
                     yield SourceFrame(index, pts, time_base, frame.duration or None, rgb, pending,
-                                      rotation=getattr(frame, "rotation", 0) or 0, depth=self.info.depth,
-                                      repeated=repeated)
+                                      rotation=getattr(frame, "rotation", 0) or 0, depth=self.info.depth)
                     pending = []
                     index += 1
         except av.FFmpegError as exc:  # the demuxer itself gave up (a truncated file)
@@ -272,13 +264,11 @@ class SequenceSource:
                 rgb = self.policy.handle(float(number * time_base), str(exc).removeprefix(f"{path}: "))
                 if rgb is None:
                     continue
-                repeated = True
             else:
                 rgb = to_channels(image.pixels, 3)
                 self.depth = max(self.depth, image.bit_depth)
                 self.policy.previous = rgb
-                repeated = False
-            yield SourceFrame(index, number, time_base, 1, rgb, depth=self.depth, repeated=repeated)
+            yield SourceFrame(index, number, time_base, 1, rgb, depth=self.depth)
             index += 1
         if index == 0:
             raise VideoError(f"{self.source}: no frame could be read")

@@ -61,6 +61,7 @@ class VideoReport:
     size: tuple[int, int] = (0, 0)  # (W, H) of the restored frames
     seconds: float = 0.0  # wall time, open to rename
     busy: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    read: str = ""  # what the input is (codec, size, format, colour, rate, copied streams)
     written: str = ""  # codec, format, quality
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # corrupt frames, with their timestamps
@@ -81,17 +82,12 @@ class VideoReport:
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.2f} s ({1000 * v / max(self.frames, 1):.1f} ms/frame)" for k, v in self.busy.items())
-        lines = [f"note: {n}" for n in self.notes] + [f"warning: {p}" for p in self.problems]
+        lines = [f"read {self.read}"] if self.read else []
+        lines += [f"note: {n}" for n in self.notes] + [f"warning: {p}" for p in self.problems]
         lines.append(f"restored {self.frames} frames ({self.size[0]}x{self.size[1]}{', tiled' if self.tiled else ''}) "
                      f"with {self.backend} in {self.seconds:.2f} s: {self.fps:.2f} fps; wrote {self.output} ({self.written})")
         lines.append(f"stages (busy time): {stages}; {self.bound} bounds the throughput")
         return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        return {"source": self.source, "output": str(self.output), "backend": self.backend, "frames": self.frames,
-                "size": list(self.size), "seconds": round(self.seconds, 4), "fps": round(self.fps, 3),
-                "busy_seconds": {k: round(v, 4) for k, v in self.busy.items()}, "bound": self.bound,
-                "written": self.written, "notes": self.notes, "problems": self.problems}
 
 
 def is_video_input(source: str | os.PathLike, output: str | os.PathLike | None = None) -> bool:
@@ -186,6 +182,8 @@ def restore_video(source: str | os.PathLike, output: str | os.PathLike, backend,
     reader = writer = None
     try:
         reader = _open_source(source, options, report)
+        report.read = reader.info.describe() if isinstance(reader, VideoSource) else \
+            f"{source}: {reader.frame_count} frames at {float(reader.fps):g} fps"
         writer = _open_writer(reader, target, options)
         if owned:
             backend = backend()
@@ -194,8 +192,12 @@ def restore_video(source: str | os.PathLike, output: str | os.PathLike, backend,
         writer.finish(reader.tail)
         report.output = writer.commit()
     except BaseException as exc:
-        if writer is not None:
-            writer.abort()
+        while writer is not None:
+            try:  # a second Ctrl-C while the partial file is deleted must not leave it behind
+                writer.abort()
+                break
+            except KeyboardInterrupt:
+                continue
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(f"interrupted after {report.frames} frames; nothing written") from None
         raise

@@ -32,7 +32,6 @@ pipeline takes it from the first frame.
 """
 
     path: Path
-    container: str  # FFmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
     codec: str
     width: int
     height: int
@@ -72,7 +71,7 @@ pipeline takes it from the first frame.
         rate = f"{float(self.rate):.3g} fps" if self.rate else "unknown rate"
         streams = f"; copying {', '.join(self.copied)}" if self.copied else ""
         return (f"{self.path.name}: {self.codec} {self.width}x{self.height} {self.pix_fmt} ({self.colour.name}), "
-                f"{rate}, {self.frames or '?'} frames{streams}")
+                f"{rate}, {self.frames or '?'} frames{f', {self.duration:.2f} s' if self.duration else ''}{streams}")
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
@@ -117,7 +116,7 @@ def describe_container(path: Path, container) -> VideoInfo:
     frames = promised or (round(duration * float(rate)) if duration and rate else 0)
     copied = tuple(f"{s.type} {s.codec_context.name}" for s in container.streams if s.type in ("audio", "subtitle"))
     return VideoInfo(
-        path=path, container=container.format.name, codec=ctx.name, width=ctx.width, height=ctx.height,
+        path=path, codec=ctx.name, width=ctx.width, height=ctx.height,
         pix_fmt=ctx.format.name, time_base=stream.time_base, rate=Fraction(rate) if rate else None,
         base_rate=Fraction(stream.guessed_rate or rate) if (stream.guessed_rate or rate) else None, frames=frames,
         duration=duration, colorspace=int(ctx.colorspace or 0),
