@@ -45,6 +45,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():  # else the rename fails later, naming the temporary file instead of the user's path
         raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file", str(path))
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"folder {path.parent} does not exist", str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     try:
         yield tmp

@@ -152,6 +152,8 @@ def _output_file(text: str) -> str:
     """A file to write: refused when it is a folder, before any work is done (argparse type)."""
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name to write")
+    if not os.path.isdir(os.path.dirname(text) or "."):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: folder {os.path.dirname(text)} does not exist")
     return text
 
 

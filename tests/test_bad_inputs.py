@@ -182,6 +182,8 @@ CASES = [
     ("restore-output-is-a-file", ["restore", "{w}/photo.png", "-o", "{w}/restored.png", *TINY_ARGS, "--checkpoint", "{w}/ck.pth",
                                   "--backend", "ort", "--cache-dir", "{w}/cache"], "restored.png is a file"),
     ("eval-json-is-a-folder", ["eval", "{w}/pairs", "--onnx", "{w}/m.onnx", "--json", "{w}/jsondir"], "jsondir is a folder"),
+    ("eval-json-in-a-missing-folder", ["eval", "{w}/pairs", "--onnx", "{w}/m.onnx", "--json", "{w}/nowhere/scores.json"],
+     "nowhere does not exist"),
     ("serve-max-batch-negative", ["serve", "--onnx", "{w}/m.onnx", "--max-batch", "-1"], "must be at least 1, got -1"),
     ("serve-max-batch-zero", ["serve", "--onnx", "{w}/m.onnx", "--max-batch", "0"], "must be at least 1, got 0"),
     ("serve-port-out-of-range", ["serve", "--onnx", "{w}/m.onnx", "--http-port", "99999"], "a TCP port is 1-65535, got 99999"),
@@ -291,4 +293,7 @@ def test_an_atomic_write_onto_a_folder_names_the_folder(tmp_path) -> None:
     with pytest.raises(IsADirectoryError) as caught:
         atomic_write(tmp_path, b"{}")
     assert str(tmp_path) in str(caught.value) and ".partial" not in str(caught.value)
+    with pytest.raises(FileNotFoundError) as caught:
+        atomic_write(tmp_path / "nowhere" / "x.json", b"{}")
+    assert "nowhere does not exist" in str(caught.value) and ".partial" not in str(caught.value)
     assert list(tmp_path.iterdir()) == []
