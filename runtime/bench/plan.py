@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from irdeploy.core.precision import check_precision
+from irdeploy.core.precision import EXPORT_PRECISIONS, check_precision
 from irdeploy.core.progress import step
 from irdeploy.runtime.backends import TorchBackend
 from irdeploy.runtime.registry import get_backend
@@ -126,7 +126,8 @@ class _Artifacts:
         from irdeploy.core.tensorrt import flavour_of, import_tensorrt
         from irdeploy.runtime.tensorrt import build_engine
 
-        path, export_seconds = self.onnx("fp32")
+        # int8 needs its calibrated Q/DQ graph; the other precisions come from the float32 graph
+        path, export_seconds = self.onnx("int8" if precision == "int8" else "fp32")
         # TensorRT-RTX: for this GPU only (its default targets every RTX architecture)
         rtx = flavour_of(import_tensorrt("auto")) == "rtx"
         built = build_engine(path, path.with_suffix(f".{precision}.engine"), precision=precision,
@@ -136,6 +137,9 @@ class _Artifacts:
 
 def _torch_candidate(model: Any, backend: str, precision: str, device: str) -> Candidate:
     cand = Candidate(backend, precision, device=device)
+    if precision == "int8":
+        cand.skip = "int8 is a calibrated ONNX Q/DQ graph (ort, trt); eager PyTorch has no such path"
+        return cand
     if device == "cuda":
         import torch
 
@@ -211,7 +215,7 @@ def bench_model(
         if b not in BACKENDS:
             raise ValueError(f"the benchmark has no measurement for backend {b!r}; it measures {', '.join(BACKENDS)}")
     for p in precisions:
-        check_precision(p)
+        check_precision(p, EXPORT_PRECISIONS)
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}")
     cuda_reason = cuda_unavailable()
