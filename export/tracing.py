@@ -116,7 +116,8 @@ def trace_to_onnx(
         dims[3] = m * torch.export.Dim("w_blocks", min=1, max=8192 // m)
 
     wrapped = _FinalImage(model).eval()
-    shape = "x".join(str(v) if v else "?" for v in (spec.batch, spec.channels, spec.height, spec.width))
+    shape = "x".join(str(v) if v else letter for v, letter in zip((spec.batch, spec.channels, spec.height, spec.width),
+                                                                  "NCHW"))  # NxCxHxW: dynamic axes by letter
     with attention_core(model, attention), torch.no_grad(), _quiet_exporter(), \
             step(f"tracing {type(model).__name__} at {shape} (torch.onnx dynamo exporter)"):
         program = torch.onnx.export(
