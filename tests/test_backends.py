@@ -7,14 +7,16 @@ import pytest
 from conftest import assert_runs_without_torch
 
 from irdeploy.core.padding import INFERENCE_PAD_MODE
+from irdeploy.model import specs
+from irdeploy.model.spec import pad_multiple
 from irdeploy.runtime.backends import OnnxRuntimeBackend, TorchBackend
 
 
-@pytest.mark.parametrize("arch", ["m3snet", "mprnet", "mhnet"])
+@pytest.mark.parametrize("arch", [spec.name for spec in specs()])
 def test_onnxruntime_matches_torch_on_odd_sizes(tiny_onnx, arch: str) -> None:
     path, model = tiny_onnx(arch)
     ort_backend = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"])
-    assert (ort_backend.pad_multiple, ort_backend.pad_mode) == (model.pad_multiple, INFERENCE_PAD_MODE)  # torch pads so too
+    assert (ort_backend.pad_multiple, ort_backend.pad_mode) == (pad_multiple(model), INFERENCE_PAD_MODE)  # torch pads so too
     x = np.random.default_rng(3).random((2, 3, 45, 29), dtype=np.float32)
     with TorchBackend(model) as torch_backend, ort_backend:
         a, b = torch_backend.infer(x), ort_backend.infer(x)

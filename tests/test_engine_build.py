@@ -22,7 +22,8 @@ from conftest import requires_rtx
 from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.core.precision import PRECISIONS
 from irdeploy.export.precision import to_mixed_precision
-from irdeploy.model.layers import LayerNorm2d
+from irdeploy.model import record_of, specs
+from irdeploy.model.spec import pad_multiple
 from irdeploy.runtime.tensorrt import (
     EngineBuildError,
     EngineLoadError,
@@ -37,7 +38,7 @@ from irdeploy.runtime.tensorrt.profiles import graph_input, resolve_profile
 
 pytestmark = requires_rtx
 
-ARCHS = ("m3snet", "mhnet", "mprnet")
+ARCHS = tuple(spec.name for spec in specs())  # every registered architecture
 # Small dynamic profiles (batch, height and width all vary) keep each CPU build at a few seconds.
 SHAPES = {arch: {"min": (1, 3, 32, 32), "opt": (1, 3, 32, 32), "max": (2, 3, 64, 64)} for arch in ARCHS}
 STATIC = (1, 64, 64)
@@ -92,14 +93,14 @@ def test_engine_and_sidecar(engines, tiny_onnx, arch, precision):
     assert side["profiles"] == [{"input": "input", **{k: list(v) for k, v in SHAPES[arch].items()}}]
     assert side["onnx"]["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     assert side["onnx"]["graph_precision"] == "fp32" and side["onnx_file"] == onnx_path.name
-    assert (side["pad_multiple"], side["pad_mode"]) == (model.pad_multiple, INFERENCE_PAD_MODE)  # the graph's
+    assert (side["pad_multiple"], side["pad_mode"]) == (pad_multiple(model), INFERENCE_PAD_MODE)  # the graph's
     assert side["irdeploy_version"] == irdeploy.__version__
     assert side["host"] and side["built_at"].endswith("+00:00") and side["build_seconds"] > 0
     if precision == "fp32":
         assert side["mixed_precision"] is None
     else:
         assert side["mixed_precision"]["precision"] == precision and side["mixed_precision"]["low_nodes"] > 0
-    layernorms = sum(isinstance(m, LayerNorm2d) for m in model.modules())
+    layernorms = sum(isinstance(m, record_of(model).spec.layernorms) for m in model.modules())
     assert side["network"]["normalization"] == layernorms == result.layers.get("NORMALIZATION", 0)
     assert side["network"]["attention"] == 0 and side["network"]["attention_decomposable"] is False
     if precision != "fp32":

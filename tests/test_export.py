@@ -18,13 +18,18 @@ from irdeploy.export import ExportError, inspect_onnx, to_onnx
 from irdeploy.export import graph
 from irdeploy.core.metadata import ExportMetadata
 from irdeploy.core.padding import crop_batch, pad_batch
-from irdeploy.model import to_local
-from irdeploy.model.layers import LayerNorm2d
+from irdeploy.model import final_image, record_of, specs, to_local
+from irdeploy.model.spec import pad_multiple
 from irdeploy.core.padding import INFERENCE_PAD_MODE
 
-ARCHS = ("m3snet", "mprnet", "mhnet")
-# Per-architecture expectations: attention cores in the graph and their kind.
-CORES = {"m3snet": (1, "matmul-softmax-matmul"), "mprnet": (0, None), "mhnet": (3, "masked-matmul-softmax-matmul")}
+# Every registered architecture (a new one is tested by being registered).
+ARCHS = tuple(spec.name for spec in specs())
+# Known details of some tiny graphs, checked on top of what every architecture must meet:
+# attention cores (count, kind), Pads (MPRNet's bilinear upsamplers' edges) and Transposes (at
+# most the two a channel LayerNorm needs, fewer where neighbours share them).
+DETAILS = {"m3snet": {"cores": (1, "matmul-softmax-matmul"), "pads": 0, "transposes_per_layernorm": 2},
+           "mprnet": {"cores": (0, None), "pads": 10, "transposes_per_layernorm": 2},
+           "mhnet": {"cores": (3, "masked-matmul-softmax-matmul"), "pads": 0, "transposes_per_layernorm": 2}}
 
 
 def _ops(path) -> Counter:
@@ -40,23 +45,24 @@ def _run(path, x: np.ndarray, multiple: int, mode: str) -> np.ndarray:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_graph_is_folded(tiny_onnx, arch: str) -> None:
     path, model = tiny_onnx(arch)
+    spec = record_of(model).spec
     ops = _ops(path)
-    layernorms = sum(isinstance(m, LayerNorm2d) for m in model.modules())
-    assert ops["LayerNormalization"] == layernorms
-    # at most the two transposes a channel LayerNorm needs (fewer where neighbours share them)
-    assert ops["Transpose"] <= 2 * layernorms + 1
-    for op in ("Pow", "Sqrt", "Clip", "Expand", "Identity", "Dropout", "Mod", "Range", "PixelShuffle", "Resize"):
+    layernorms = sum(isinstance(m, spec.layernorms) for m in model.modules())
+    others = sum(isinstance(m, spec.norms) for m in model.modules()) if spec.norms else None
+    assert ops["LayerNormalization"] == layernorms  # one per LayerNorm module the spec names
+    for op in ("Pow", "Clip", "Expand", "Identity", "Dropout", "Mod", "Range", "PixelShuffle", "Resize"):
         assert ops[op] == 0, f"{op} in the {arch} graph"
-    # padding to the multiple is the runtime's job; MPRNet's only Pads are its bilinear upsamplers' edges
-    assert ops["Pad"] == (10 if arch == "mprnet" else 0)
+    # padding to the multiple is the runtime's job: nothing pads the graph's input
     proto = onnx.load(path)
     assert not [n for n in proto.graph.node if "input" in n.input and n.op_type == "Pad"]
-    if arch != "mprnet":
-        assert ops["DepthToSpace"] > 0
-    count, kind = CORES[arch]
-    cores = graph.attention_cores(onnx.load(path))
-    assert len(cores) == count and all(c.kind == kind for c in cores)
-    assert graph.problems(onnx.load(path), layernorms) == []
+    assert graph.problems(proto, layernorms, others) == []
+    if arch in DETAILS:
+        known = DETAILS[arch]
+        assert ops["Pad"] == known["pads"] and ops["Sqrt"] == 0
+        assert ops["Transpose"] <= known["transposes_per_layernorm"] * layernorms + 1
+        count, kind = known["cores"]
+        cores = graph.attention_cores(proto)
+        assert len(cores) == count and all(c.kind == kind for c in cores)
 
 
 def test_attention_core_has_nothing_between(tiny_onnx) -> None:
@@ -91,8 +97,8 @@ def test_dynamic_graph_parity_any_size_and_batch(tiny_onnx, arch: str, shape) ->
     x = np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(x))
-    ref = (ref[0] if isinstance(ref, list) else ref).numpy()
-    out = _run(path, x, model.pad_multiple, model.pad_mode)
+    ref = final_image(ref, model).numpy()
+    out = _run(path, x, pad_multiple(model), record_of(model).spec.pad_mode)
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() < 1e-4
 
