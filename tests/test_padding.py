@@ -73,3 +73,16 @@ def test_pad_modes() -> None:
     assert pad_batch(x[..., :1, :1], 16, "replicate").shape[-2:] == (16, 16)  # no minimum side, unlike reflect
     with pytest.raises(ValueError, match="too small"):
         pad_batch(x[..., :1, :1], 16, "reflect")
+
+
+def test_graphs_record_the_default_and_runtimes_can_override_it(tiny_onnx) -> None:
+    from irdeploy.runtime.artifacts import open_backend
+
+    path, model = tiny_onnx("m3snet")
+    with open_backend("ort", onnx=str(path)) as recorded, open_backend("ort", onnx=str(path), pad_mode="constant") as zeros:
+        assert recorded.pad_mode == INFERENCE_PAD_MODE and zeros.pad_mode == "constant"
+        x = np.random.default_rng(0).random((1, 3, 37, 29), dtype=np.float32)
+        with TorchBackend(model, pad_mode="constant") as upstream:  # the network's own zeros, padded first
+            assert np.abs(zeros.infer(x) - upstream.infer(x)).max() < 1e-4
+    with pytest.raises(ValueError, match="unknown pad mode"):
+        open_backend("ort", onnx=str(path), pad_mode="wrap")
