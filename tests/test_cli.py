@@ -97,10 +97,13 @@ def test_quickstart_with_a_checkpoint(tmp_path) -> None:
 
 
 def test_checkpoint_that_does_not_fit_is_one_line(tmp_path) -> None:
+    """A named model and weights of another width (without --model the architecture would be
+    detected from the checkpoint and the run would go ahead)."""
     ck = save_checkpoint(create("m3snet", width=8, enc_blk_nums=[1, 1, 1, 1]), tmp_path / "small.pth")
-    result = _run("quickstart", "--out", str(tmp_path / "out"), "--checkpoint", str(ck))
+    result = _run("quickstart", "--out", str(tmp_path / "out"), "--model", "m3snet-32", "--checkpoint", str(ck))
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "does not fit m3snet-32" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("irdeploy: ")]  # not progress lines
+    assert len(errors) == 1 and "does not fit m3snet-32" in errors[0], result.stderr
     assert not (tmp_path / "out" / "restored").exists() and not (tmp_path / "out" / "report.json").exists()
 
 
