@@ -288,7 +288,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         from irdeploy.core.metadata import ExportMetadata
         from irdeploy.core.onnx_files import load_onnx
 
-        graph = load_onnx(args.onnx)
+        graph = load_onnx(args.onnx, load_external_data=True)  # the parity gate runs this proto
         _check_image_graph(args.onnx, graph)
         meta = ExportMetadata.read(graph)
         recorded = (meta.checkpoint_sha256,) if meta is not None else ()

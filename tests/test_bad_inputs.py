@@ -297,3 +297,11 @@ def test_an_atomic_write_onto_a_folder_names_the_folder(tmp_path) -> None:
         atomic_write(tmp_path / "nowhere" / "x.json", b"{}")
     assert "nowhere does not exist" in str(caught.value) and ".partial" not in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_runs_a_graph_whose_weights_are_external(world, tmp_path, capsys) -> None:
+    """The loader that names a missing external-data file also loads a present one for the parity run."""
+    proto = onnx.load(str(world / "m.onnx"))
+    onnx.save(proto, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.weights", size_threshold=0)
+    assert main(["validate", *TINY_ARGS, "--checkpoint", str(world / "ck.pth"), "--onnx", str(tmp_path / "ext.onnx")]) == 0
+    assert "parity passed" in " ".join(capsys.readouterr().out.split())
