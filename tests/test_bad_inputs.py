@@ -143,6 +143,7 @@ CASES = [
     # ONNX files
     ("inspect-missing-external-data", ["inspect", "{w}/ext.onnx", "--no-tensorrt"], "ext.weights, which is missing"),
     ("triton-missing-external-data", ["triton", "--onnx", "{w}/ext.onnx", "-o", "{w}/repo", "--name", "m"], "ext.weights, which is missing"),
+    ("serve-missing-external-data", ["serve", "--onnx", "{w}/ext.onnx"], "ext.weights, which is missing"),
     ("validate-not-onnx", ["validate", *TINY_ARGS, "--checkpoint", "{w}/ck.pth", "--onnx", "{w}/notes.txt"], "notes.txt: not an ONNX model"),
     ("validate-truncated", ["validate", *TINY_ARGS, "--checkpoint", "{w}/ck.pth", "--onnx", "{w}/truncated.onnx"],
      "truncated.onnx: not an ONNX model"),
