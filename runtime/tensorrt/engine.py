@@ -30,6 +30,7 @@ or ``kernel_specialization``.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import warnings
 from collections import OrderedDict
@@ -43,7 +44,7 @@ import numpy as np
 
 from irdeploy.core.fileio import atomic_write, sha256_file
 from irdeploy.core.shapes import format_shape
-from irdeploy.core.tensorrt import INSTALL, NAMES, TensorRTUnavailable, import_tensorrt, make_logger
+from irdeploy.core.tensorrt import INSTALL, MODULES, NAMES, TensorRTUnavailable, import_tensorrt, make_logger
 
 from .device import GPU, NO_GPU, check, cudart, current_gpu, rtx_capabilities
 from .errors import EngineLoadError, NoGPUError
@@ -221,9 +222,11 @@ class TensorRTEngine:
         try:
             trt = import_tensorrt(built["flavour"])
         except TensorRTUnavailable as exc:
-            raise EngineLoadError(
-                f"{self.path}: built with {wanted}, which cannot be used here ({exc}; {INSTALL[built['flavour']]})"
-            ) from None
+            if importlib.util.find_spec(MODULES[built["flavour"]]) is None:
+                raise EngineLoadError(
+                    f"{self.path}: built with {wanted}, which is not installed here ({INSTALL[built['flavour']]})"
+                ) from None
+            raise EngineLoadError(f"{self.path}: built with {wanted}, which cannot be used here: {exc}") from None
         if trt.__version__ != built["version"]:
             raise EngineLoadError(
                 f"{self.path}: built with {wanted} but {NAMES[built['flavour']]} {trt.__version__} is installed; rebuild the engine"
