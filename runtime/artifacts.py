@@ -171,15 +171,15 @@ def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None 
     """
     from irdeploy.core.padding import PAD_MODES
 
-    from .registry import get_backend
+    from .registry import backend_for_file, get_backend
 
     spec = get_backend(kind)
     if pad_mode is not None and pad_mode not in PAD_MODES:
         raise ValueError(f"unknown pad mode {pad_mode!r}; choose from {', '.join(PAD_MODES)}")
-    for given, what in ((onnx, "onnx"), (engine, "engine")):
-        if given and spec.artifact != what:
-            runs = f"runs {spec.artifact} files" if spec.artifact else "runs the PyTorch model: give --model (and --checkpoint)"
-            raise ValueError(f"the {kind} backend {runs}, not an {'ONNX file' if what == 'onnx' else 'engine'}")
+    if spec.artifact is None and (onnx or engine):
+        raise ValueError(f"the {kind} backend runs the PyTorch model: give --model (and --checkpoint), not an ONNX file or engine")
+    if engine and spec.artifact != "engine":
+        raise ValueError(f"an engine runs with the {backend_for_file(engine).name} backend, not {kind}")
     with tempfile.TemporaryDirectory(prefix="irdeploy-random-") as scratch:
         request = OpenRequest(kind, model, checkpoint, model_args, onnx, engine, precision,
                               Path(cache_dir) if cache_dir else default_cache_dir(), Path(scratch), threads, device, pad_mode)
