@@ -29,6 +29,9 @@ Registering an architecture, e.g. ``model/mynet.py``::
         layernorms=(LayerNorm2d,),               # each exports as one LayerNormalization
         norms=(),                                # other normalisation classes (fp16 audit, randomized affines)
         detect=detect_mynet,                     # state dict -> constructor kwargs, or None
+        # optional: image=lambda out: out[0]     (which output is the image; default: it, or its first)
+        #           onnx23="why no opset-23 Attention form"; tlc=False (no global pools to convert);
+        #           edge_loss_weight=0.05 (the published recipe); layouts=(...) (default: LAYOUTS)
     )
 
 and ``"mynet"`` in ``BUILTIN``. The test suite then exports, builds, restores, benches, trains
