@@ -68,9 +68,12 @@ def clip(tmp_path_factory, photo) -> Path:
 
 
 def restore(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``irdeploy restore``; its summary must fit 80 columns (a line over 80 is one word: a
+    path), and is returned with the wrapped lines joined again."""
     code = main(["restore", *map(str, args), "--quiet"])
     out, err = capsys.readouterr()
-    return code, out, err
+    assert all(len(line) <= 80 or len(line.split()) == 1 for line in out.splitlines()), out
+    return code, out.replace("\n  ", " "), err
 
 
 def frames_of(path: Path) -> list:
@@ -155,7 +158,9 @@ def test_identity_round_trip_h264(tmp_path, clip, identity, capsys) -> None:
     out = tmp_path / "restored.mp4"
     code, stdout, err = restore([clip, "-o", out, "--onnx", identity, "--batch", "4"], capsys)
     assert code == 0, err
-    assert "restored 12 frames (64x48)" in stdout and "bounds the throughput" in stdout
+    assert "restored 12 frames (64x48)" in stdout
+    stages = {line.split()[0]: line for line in stdout.splitlines() if line.startswith(("decode ", "infer ", "encode "))}
+    assert sorted(stages) == ["decode", "encode", "infer"] and sum("bounds the throughput" in v for v in stages.values()) == 1
     assert leftovers(tmp_path) == ["restored.mp4"]
     a, b = frames_of(clip), frames_of(out)
     assert len(b) == len(a) == FRAMES
@@ -213,6 +218,35 @@ def test_ten_bit_to_hevc_and_vp9(tmp_path, photo, identity, capsys) -> None:
     assert stream_facts(tmp_path / "vp9.webm")["codec"] == "vp9" and "10-bit source written as 8-bit" in out
 
 
+def test_packed_sources_keep_their_depth_and_colour_tags(tmp_path, photo, identity, capsys) -> None:
+    """Formats read through FFmpeg's repacking: a 16-bit PNG-in-MOV clip (rgb48be) stays 16-bit
+    and lossless in FFV1 and goes 10-bit into H.264; a YUV-with-alpha FFV1 clip (yuva420p,
+    BT.601) keeps its planes and its BT.601 tags instead of turning into tagged RGB or BT.709."""
+    frames = panned(photo, SIZE, 3)
+    deep = write_clip(tmp_path / "deep.mov", frames, codec="png", pix_fmt="rgb48be")
+    code, out, err = restore([deep, "-o", tmp_path / "deep.mkv", "--onnx", identity], capsys)
+    assert code == 0, err
+    assert "rgb48be (RGB)" in out and stream_facts(tmp_path / "deep.mkv")["pix_fmt"] == "gbrp16le"
+    with av.open(str(deep)) as a, av.open(str(tmp_path / "deep.mkv")) as b:
+        assert all(np.array_equal(x.to_ndarray(format="rgb48le"), y.to_ndarray(format="rgb48le"))
+                   for x, y in zip(a.decode(video=0), b.decode(video=0), strict=True))
+    code, _, err = restore([deep, "-o", tmp_path / "deep.mp4", "--onnx", identity], capsys)
+    assert code == 0, err
+    assert stream_facts(tmp_path / "deep.mp4")["pix_fmt"] == "yuv420p10le"
+
+    alpha = write_clip(tmp_path / "alpha.mkv", frames, codec="ffv1", pix_fmt="yuva420p", colorspace=5)
+    for name in ("alpha-out.mkv", "alpha-out.mp4"):
+        code, _, err = restore([alpha, "-o", tmp_path / name, "--onnx", identity], capsys)
+        assert code == 0, err
+        facts = stream_facts(tmp_path / name)
+        assert (facts["pix_fmt"], facts["colorspace"], facts["color_range"]) == ("yuv420p", 5, 1), name
+    a, b = frames_of(alpha), frames_of(tmp_path / "alpha-out.mkv")
+    with av.open(str(alpha)) as a, av.open(str(tmp_path / "alpha-out.mkv")) as b:
+        for x, y in zip(a.decode(video=0), b.decode(video=0), strict=True):
+            ours, theirs = (read_planes(f, layout("yuv420p"))[:3] for f in (y, x))  # yuva420p: Y, U, V, then A
+            assert all(np.array_equal(p, q) for p, q in zip(ours, theirs))  # an identity model: the same code values
+
+
 def test_odd_size(tmp_path, photo, identity, capsys) -> None:
     """65x49: FFV1 keeps the size; H.264 4:2:0 pads to 66x50 and says so, the real pixels intact."""
     frames = panned(photo, (49, 65), 4)
@@ -262,6 +296,26 @@ def test_image_sequence_in_and_out(tmp_path, photo, identity, capsys) -> None:
     again = load_image(written[2])
     assert again.bit_depth == 16 and np.abs(again.pixels - frames[2]).max() < 1 / 65535 + 1e-6
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_sequence_folder_keeps_frame_names_past_a_skipped_frame(tmp_path, identity) -> None:
+    """A folder of frames into a folder (the library's sequence-to-sequence path): with
+    ``on_error="skip"`` every written frame carries its own source name, none shifts into the
+    skipped frame's place."""
+    from irdeploy.runtime.artifacts import open_backend
+    from irdeploy.runtime.video import VideoOptions, restore_video
+
+    frames, src = pattern(SIZE, 4), tmp_path / "frames"
+    src.mkdir()
+    for i, f in enumerate(frames):
+        write_image(src / f"shot{i}.png", f)
+    (src / "shot1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # unreadable
+    with open_backend("ort", onnx=identity) as backend:
+        report = restore_video(src, tmp_path / "out", backend, VideoOptions(on_error="skip"))
+    assert report.frames == 3 and len(report.problems) == 1 and "shot1.png" in report.problems[0]
+    assert leftovers(tmp_path / "out") == ["shot0.png", "shot2.png", "shot3.png"]
+    for i in (0, 2, 3):
+        assert np.abs(read_image(tmp_path / "out" / f"shot{i}.png") - frames[i]).max() <= 1 / 255 + 1e-6
 
 
 def test_tiled_and_torch_backends(tmp_path, clip, identity, capsys) -> None:

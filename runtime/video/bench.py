@@ -55,6 +55,7 @@ def bench_video(clip: str | Path, *, model: str | None, checkpoint: str | None =
                 threads: int | None = None, device: str = "cpu", cache_dir: str | None = None, rounds: int = 1,
                 onnx: str | None = None) -> list[VideoBenchRow]:
     """Restore ``clip`` once per candidate and round; see the module docstring."""
+    from irdeploy.core.progress import step
     from irdeploy.runtime.artifacts import open_backend
 
     info = probe(clip)  # a clip that cannot be read fails before any export
@@ -79,7 +80,8 @@ def bench_video(clip: str | Path, *, model: str | None, checkpoint: str | None =
                             failed[(kind, precision)] = row.skipped = \
                                 (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
                             continue
-                        backend.infer(np.zeros((batch, backend.channels, info.height, info.width), np.float32))  # warm-up
+                        with step(f"warming up {kind} {precision} ({info.width}x{info.height}, batch {batch})"):
+                            backend.infer(np.zeros((batch, backend.channels, info.height, info.width), np.float32))
                         opened[(kind, precision)] = backend
                     out = Path(scratch) / f"bench{Path(clip).suffix}"
                     report = restore_video(clip, out, opened[(kind, precision)], VideoOptions(batch=batch, overwrite=True))

@@ -21,7 +21,7 @@ import numpy as np
 
 from .colour import PlaneLayout, layout, planes_to_rgb, resolve
 from .errors import VideoError, ffmpeg_reason
-from .probe import VideoInfo, describe_container, open_input
+from .probe import VideoInfo, describe_container, open_input, rgb_format
 
 ON_ERROR = ("skip", "repeat", "fail")
 
@@ -36,6 +36,7 @@ class SourceFrame:
     packets: list = field(default_factory=list)  # other streams' packets to mux before this frame
     rotation: int = 0  # display rotation, degrees counter-clockwise
     depth: int = 8  # bits per sample of the source
+    name: str | None = None  # an image sequence's file name: a folder output keeps it, whatever was skipped
 
 
 def timestamp(seconds: float | None) -> str:
@@ -86,9 +87,7 @@ def frame_to_rgb(frame, cache: dict) -> np.ndarray:
     name = frame.format.name
     lay = layout(name)
     if lay is None:
-        import av
-
-        if av.VideoFormat(name).is_rgb or av.VideoFormat(name).has_palette:
+        if rgb_format(name):
             return frame.to_ndarray(format="rgb48le").astype(np.float32) / 65535.0
         frame = frame.reformat(format="yuv444p16le")
         lay = layout("yuv444p16le")
@@ -268,7 +267,7 @@ class SequenceSource:
                 rgb = to_channels(image.pixels, 3)
                 self.depth = max(self.depth, image.bit_depth)
                 self.policy.previous = rgb
-            yield SourceFrame(index, number, time_base, 1, rgb, depth=self.depth)
+            yield SourceFrame(index, number, time_base, 1, rgb, depth=self.depth, name=path.name)
             index += 1
         if index == 0:
             raise VideoError(f"{self.source}: no frame could be read")

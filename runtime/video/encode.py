@@ -25,6 +25,7 @@ import numpy as np
 from .colour import Colour, PlaneLayout, layout, resolve, rgb_to_planes
 from .decode import SourceFrame
 from .errors import VideoError, ffmpeg_reason, require_av
+from .probe import rgb_format
 
 ENCODERS = ("libx264", "libx265", "libvpx-vp9", "ffv1", "png")
 DEFAULT_CRF = {"libx264": 17, "libx265": 19, "libvpx-vp9": 24}
@@ -75,10 +76,14 @@ def default_pix_fmt(codec: str, source: SourceTags) -> str:
         return "rgb48be" if source.depth > 8 else "rgb24"
     if codec == "ffv1" and source.pix_fmt in formats and writable(source.pix_fmt):
         return source.pix_fmt
-    if codec == "ffv1" and source.pix_fmt and layout(source.pix_fmt) is None:  # packed RGB (bgr0, rgb48...): planar RGB
-        # (PyAV's FFV1 has no 8-bit gbrp; 8-bit samples survive a 10-bit plane exactly)
-        wanted = ("gbrp16le",) if source.depth > 8 else ("gbrp", "gbrp10le")
-        return next((f for f in wanted if f in formats), "yuv444p16le")
+    if codec == "ffv1" and source.pix_fmt and layout(source.pix_fmt) is None:
+        if rgb_format(source.pix_fmt):  # packed RGB (bgr0, rgb48...): planar RGB
+            # (PyAV's FFV1 has no 8-bit gbrp; 8-bit samples survive a 10-bit plane exactly)
+            wanted = ("gbrp16le",) if source.depth > 8 else ("gbrp", "gbrp10le")
+            return next((f for f in wanted if f in formats), "yuv444p16le")
+        planar = source.pix_fmt.replace("yuva", "yuv", 1)  # YUV with alpha: the same planes without it
+        if planar in formats and writable(planar):
+            return planar
     wanted = "yuv420p10le" if source.depth > 8 else "yuv420p"
     return wanted if wanted in formats else "yuv420p"
 
@@ -201,8 +206,8 @@ class VideoWriter:
         src_layout = layout(src.pix_fmt) if src.pix_fmt else None
         if lay is None or lay.kind == "gbr":
             return resolve(1, 2, src.height, lay), (0, 2, src.color_primaries, src.color_trc)
-        if src_layout is not None and src_layout.kind != "gbr":
-            full = lay.full_range or src_layout.full_range or src.color_range == 2
+        if src.pix_fmt is not None and not rgb_format(src.pix_fmt):  # YUV or gray, planar or not (NV12, P010)
+            full = lay.full_range or bool(src_layout and src_layout.full_range) or src.color_range == 2
             rng = 2 if full else src.color_range
             return resolve(src.colorspace, rng, src.height, lay), (src.colorspace, rng, src.color_primaries, src.color_trc)
         rng = 2 if lay.full_range else 1
@@ -308,15 +313,16 @@ class SequenceWriter:
         except OSError as exc:
             raise VideoError(f"cannot write {self.folder} ({exc.strerror or exc})") from None
 
-    def name(self, index: int) -> str:
+    def name(self, index: int, source_name: str | None = None) -> str:
+        """Output ``index``'s file name: the source frame's own (``names`` kept), else numbered."""
         if self.names is not None:
-            return str(Path(self.names[index]).with_suffix(".png"))
+            return str(Path(source_name or self.names[index]).with_suffix(".png"))
         return self.pattern % (index + 1)
 
     def write(self, frame: SourceFrame, rgb: np.ndarray) -> None:
         from irdeploy.core.images import write_image
 
-        name = self.name(frame.index)
+        name = self.name(frame.index, frame.name)
         if (self.folder / name).exists() and not self.overwrite:
             raise VideoError(f"{self.folder / name} exists (--overwrite replaces it)")
         write_image(self.partial / name, rgb, bit_depth=16 if frame.depth > 8 else 8)

@@ -56,8 +56,18 @@ pipeline takes it from the first frame.
 
     @property
     def depth(self) -> int:
+        """Bits per sample; a packed format's (rgb48be: 16, p010le: 10) from FFmpeg's table, so a
+        16-bit PNG-in-MOV clip chooses 16-bit FFV1 or 10-bit H.264 like a planar one would."""
         lay = self.layout
-        return lay.depth if lay else 8
+        if lay is not None:
+            return lay.depth
+        import av
+
+        return max(c.bits for c in av.VideoFormat(self.pix_fmt).components if not c.is_alpha)
+
+    @property
+    def rgb(self) -> bool:
+        return rgb_format(self.pix_fmt)
 
     @property
     def lossless(self) -> bool:
@@ -70,8 +80,20 @@ pipeline takes it from the first frame.
     def describe(self) -> str:
         rate = f"{float(self.rate):.3g} fps" if self.rate else "unknown rate"
         streams = f"; copying {', '.join(self.copied)}" if self.copied else ""
-        return (f"{self.path.name}: {self.codec} {self.width}x{self.height} {self.pix_fmt} ({self.colour.name}), "
+        return (f"{self.path.name}: {self.codec} {self.width}x{self.height} {self.pix_fmt} ({'RGB' if self.rgb else self.colour.name}), "
                 f"{rate}, {self.frames or '?'} frames{f', {self.duration:.2f} s' if self.duration else ''}{streams}")
+
+
+def rgb_format(pix_fmt: str) -> bool:
+    """Samples that are RGB (planar GBR, packed RGB, a palette): no matrix or range applies, so
+    neither is read from the stream nor written back."""
+    lay = layout(pix_fmt)
+    if lay is not None:
+        return lay.kind == "gbr"
+    import av
+
+    fmt = av.VideoFormat(pix_fmt)
+    return fmt.is_rgb or fmt.has_palette
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
