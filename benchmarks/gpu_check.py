@@ -354,15 +354,16 @@ def _site(site: Path, wheels: Path | None, dry: bool, log: Any) -> dict[str, Any
     return report
 
 
-def _run(stage: Stage, argv: list[str], env: dict[str, str], log: Any) -> dict[str, Any]:
-    """Run one stage under its limit (its whole process group is killed at the limit)."""
-    log.write(f"\n===== {stage.name} (limit {stage.limit} s): {stage.proves}\n$ {' '.join(argv)}\n")
+def _run(stage: Stage, argv: list[str], env: dict[str, str], log: Any, limit: float) -> dict[str, Any]:
+    """Run one stage under ``limit`` seconds (its own, or what is left of the budget); its whole
+    process group is killed at the limit."""
+    log.write(f"\n===== {stage.name} (limit {limit:.0f} s): {stage.proves}\n$ {' '.join(argv)}\n")
     log.flush()
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
                             start_new_session=True)
     try:
-        output, _ = proc.communicate(timeout=stage.limit)
+        output, _ = proc.communicate(timeout=limit)
         status = "ok" if proc.returncode == 0 else "failed"
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -375,7 +376,7 @@ def _run(stage: Stage, argv: list[str], env: dict[str, str], log: Any) -> dict[s
     for line in output.splitlines():
         if line.startswith(RESULT_MARK):
             result = json.loads(line[len(RESULT_MARK):])
-    return {"stage": stage.name, "status": status, "rc": proc.returncode, "seconds": seconds, "limit": stage.limit,
+    return {"stage": stage.name, "status": status, "rc": proc.returncode, "seconds": seconds, "limit": round(limit),
             "proves": stage.proves, "result": result, "tail": _last(output) if status != "ok" else None}
 
 
@@ -385,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", type=Path, help="where they are installed (default: a folder under the system temp dir)")
     parser.add_argument("--dry-run", action="store_true", help="run every stage on this CPU against the simulator")
     parser.add_argument("--full", action="store_true", help="also run the full-size benchmark stage")
+    parser.add_argument("--budget", type=float, default=570,
+                        help="seconds for the whole check (default: %(default)s, inside a 10-minute command limit); "
+                             "a stage gets its own limit or what is left, and none starts with under 10 s left")
     parser.add_argument("--stages", help="comma-separated subset, e.g. info,cuda,rtx")
     parser.add_argument("--out", type=Path, help="folder for the JSON summary and log (default benchmarks/results; "
                         "a temporary folder for --dry-run)")
@@ -415,11 +419,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check: wheels {len(install['wheels'])} from {args.wheels or '-'} -> {site}"
               + (f" ({install['error']})" if "error" in install else ""))
         stages = []
+        deadline = time.monotonic() + args.budget
         for stage in STAGES:
             if stage.name not in chosen:
                 continue
-            print(f"gpu_check: {stage.name} (limit {stage.limit} s): {stage.proves}", flush=True)
-            record = _run(stage, stage.argv(args.dry_run, ctx), env, log)
+            left = deadline - time.monotonic()
+            if left < 10:
+                stages.append({"stage": stage.name, "status": "not started", "rc": None, "seconds": 0, "limit": stage.limit,
+                               "proves": stage.proves, "result": None, "tail": f"the {args.budget:.0f} s budget was spent"})
+                print(f"gpu_check: {stage.name}: not started (the {args.budget:.0f} s budget was spent)", flush=True)
+                continue
+            limit = min(stage.limit, left)
+            print(f"gpu_check: {stage.name} (limit {limit:.0f} s): {stage.proves}", flush=True)
+            record = _run(stage, stage.argv(args.dry_run, ctx), env, log, limit)
             stages.append(record)
             if stage.name == "info" and record["result"]:
                 info = record["result"]

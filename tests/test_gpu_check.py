@@ -55,4 +55,10 @@ def test_a_stage_past_its_limit_is_killed_and_the_rest_still_run(tmp_path, monke
     summary = json.loads(next(tmp_path.glob("gpu_check-*.json")).read_text())
     assert [(s["stage"], s["status"]) for s in summary["stages"]] == [("sleeper", "timeout"), ("failing", "failed"), ("after", "ok")]
     assert summary["stages"][0]["seconds"] < 10
+    # a budget smaller than the stages' limits: the first gets what is left, the rest do not start
+    monkeypatch.setattr(gpu_check, "STAGES", [gpu_check.Stage("sleeper", 60, "hangs", sleeper.argv), failing, after])
+    assert gpu_check.main(["--dry-run", "--out", str(tmp_path / "b"), "--site", str(tmp_path / "site"), "--budget", "12"]) == 1
+    summary = json.loads(next((tmp_path / "b").glob("gpu_check-*.json")).read_text())
+    assert [s["status"] for s in summary["stages"]] == ["timeout", "not started", "not started"]
+    assert summary["stages"][0]["limit"] <= 12
     assert gpu_check.main(["--stages", "nonsense"]) == 2
