@@ -287,6 +287,12 @@ def test_image_sequence_in_and_out(tmp_path, photo, identity, capsys) -> None:
     assert len(decoded) == 6 and [f["time"] for f in decoded] == [float(Fraction(i, 30)) for i in range(6)]
     assert stream_facts(tmp_path / "seq.mp4")["pix_fmt"] == "yuv420p10le"  # 16-bit frames: a 10-bit H.264
     assert "lossless source is written as lossy libx264" in out
+    code, out, err = restore([tmp_path / "frames", "-o", tmp_path / "seq.mkv", "--onnx", identity], capsys)
+    assert code == 0, err
+    assert stream_facts(tmp_path / "seq.mkv")["pix_fmt"] == "gbrp16le"  # lossless RGB stays lossless RGB in FFV1
+    with av.open(str(tmp_path / "seq.mkv")) as c:
+        assert all(np.array_equal(f.to_ndarray(format="rgb48le"), np.floor(x * 65535 + 0.5).astype(np.uint16))
+                   for f, x in zip(c.decode(video=0), frames, strict=True))
     code, out, err = restore([tmp_path / "frames" / "f%03d.png", "-o", tmp_path / "png" / "%04d.png", "--onnx", identity], capsys)
     assert code == 0, err
     written = sorted((tmp_path / "png").iterdir())

@@ -29,9 +29,8 @@ ON_ERROR = ("skip", "repeat", "fail")
 @dataclass
 class SourceFrame:
     index: int  # position in the output
-    pts: int | None  # presentation timestamp in ``time_base``
-    time_base: Fraction
-    duration: int | None  # in ``time_base``; None when the source does not say
+    pts: int  # presentation timestamp in ``time_base`` (one nominal frame on from the last where the source has none)
+    time_base: Fraction  # (no duration: the muxer derives each from the next frame's pts, as the source's did)
     rgb: np.ndarray  # HxWx3 float32 in [0, 1]
     packets: list = field(default_factory=list)  # other streams' packets to mux before this frame
     rotation: int = 0  # display rotation, degrees counter-clockwise
@@ -168,7 +167,7 @@ class VideoSource:
                         step = round(1 / (self.info.base_rate * time_base)) if self.info.base_rate else 1
                         pts = last + max(step, 1) if last is not None else 0
                     last = pts
-                    yield SourceFrame(index, pts, time_base, frame.duration or None, rgb, pending,
+                    yield SourceFrame(index, pts, time_base, rgb, pending,
                                       rotation=getattr(frame, "rotation", 0) or 0, depth=self.info.depth)
                     pending = []
                     index += 1
@@ -198,10 +197,6 @@ class _Stand:
     @property
     def time_base(self) -> Fraction:
         return self.packet.time_base
-
-    @property
-    def duration(self) -> int | None:
-        return self.packet.duration or None
 
 
 _PRINTF = re.compile(r"%(0?)(\d*)d")
@@ -267,7 +262,7 @@ class SequenceSource:
                 rgb = to_channels(image.pixels, 3)
                 self.depth = max(self.depth, image.bit_depth)
                 self.policy.previous = rgb
-            yield SourceFrame(index, number, time_base, 1, rgb, depth=self.depth, name=path.name)
+            yield SourceFrame(index, number, time_base, rgb, depth=self.depth, name=path.name)
             index += 1
         if index == 0:
             raise VideoError(f"{self.source}: no frame could be read")

@@ -67,8 +67,9 @@ def default_codec(source: SourceTags, supported: set[str], container: str = "mat
 
 
 def default_pix_fmt(codec: str, source: SourceTags) -> str:
-    """The source's format for FFV1 (lossless stays lossless), else 4:2:0 at the source's depth
-    where the encoder has it (libvpx-vp9 in PyAV's FFmpeg has no 10-bit formats), RGB for PNG."""
+    """The source's format for FFV1 (lossless stays lossless: planar RGB for an RGB source or an
+    image sequence), else 4:2:0 at the source's depth where the encoder has it (libvpx-vp9 in
+    PyAV's FFmpeg has no 10-bit formats), RGB for PNG."""
     import av
 
     formats = [f.name for f in av.Codec(codec, "w").video_formats or []]
@@ -76,11 +77,11 @@ def default_pix_fmt(codec: str, source: SourceTags) -> str:
         return "rgb48be" if source.depth > 8 else "rgb24"
     if codec == "ffv1" and source.pix_fmt in formats and writable(source.pix_fmt):
         return source.pix_fmt
-    if codec == "ffv1" and source.pix_fmt and layout(source.pix_fmt) is None:
-        if rgb_format(source.pix_fmt):  # packed RGB (bgr0, rgb48...): planar RGB
-            # (PyAV's FFV1 has no 8-bit gbrp; 8-bit samples survive a 10-bit plane exactly)
-            wanted = ("gbrp16le",) if source.depth > 8 else ("gbrp", "gbrp10le")
-            return next((f for f in wanted if f in formats), "yuv444p16le")
+    if codec == "ffv1" and (source.pix_fmt is None or rgb_format(source.pix_fmt)):  # sequence, bgr0, rgb48...
+        # (PyAV's FFV1 has no 8-bit gbrp; 8-bit samples survive a 10-bit plane exactly)
+        wanted = ("gbrp16le",) if source.depth > 8 else ("gbrp", "gbrp10le")
+        return next((f for f in wanted if f in formats), "yuv444p16le")
+    if codec == "ffv1" and layout(source.pix_fmt) is None:
         planar = source.pix_fmt.replace("yuva", "yuv", 1)  # YUV with alpha: the same planes without it
         if planar in formats and writable(planar):
             return planar
