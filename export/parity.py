@@ -153,12 +153,13 @@ class EagerRunner(_ImageRunner):
         import torch
 
         from irdeploy.model import final_image
+        from irdeploy.model.spec import pad_multiple
 
         h, w = batch.shape[-2:]
         if self.pad_mode is not None:
-            batch = pad_batch(batch, int(getattr(self.model, "pad_multiple", 1)), self.pad_mode)
+            batch = pad_batch(batch, pad_multiple(self.model), self.pad_mode)
         with torch.inference_mode():
-            return crop_batch(final_image(self.model.eval()(torch.from_numpy(batch))).numpy(), h, w)
+            return crop_batch(final_image(self.model.eval()(torch.from_numpy(batch)), self.model).numpy(), h, w)
 
 
 class PaddedRunner(_ImageRunner):

@@ -25,6 +25,7 @@ from irdeploy.core.precision import (
     REDUCED,
 )
 from irdeploy.core.tensorrt import FLAVOURS
+from irdeploy.runtime.registry import backend_for_file, backend_names, backends, get_backend
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -429,11 +430,35 @@ def _interrupt_once(signum: int, frame: object) -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """--model / --checkpoint / --arg: how every verb that builds a network names it."""
-    p.add_argument("--model", required=required, help="preset or architecture, e.g. m3snet-32")
+    """--model / --checkpoint / --arg: how every verb that builds a network names it.
+
+    ``--model`` may be left out (or be ``auto``) when ``--checkpoint`` is given: :func:`_detect_model`
+    names the architecture from the weights. ``required`` verbs need one or the other."""
+    p.add_argument("--model", help="preset or architecture, e.g. m3snet-32; 'auto' (the default with --checkpoint) "
+                                   "detects it from the checkpoint")
+    p.set_defaults(model_required=required)
     p.add_argument("--checkpoint", help="weights (upstream, BasicSR, bare or .safetensors); default: random")
     p.add_argument("--arg", type=_kwarg, action="append", default=[], metavar="KEY=VALUE",
                    help="constructor argument (upstream name, JSON value), e.g. --arg width=16; repeatable")
+
+
+def _detect_model(args: argparse.Namespace) -> None:
+    """--model auto (or none) with --checkpoint: name the architecture, preset or constructor
+    arguments from the weights, say what was found, and go on as if they had been given."""
+    if not hasattr(args, "model_required") or args.model not in (None, "auto"):
+        return
+    if args.checkpoint is None:
+        if args.model == "auto" or args.model_required:
+            raise ValueError("give --model (a preset or architecture, see `irdeploy models`) or a --checkpoint to detect it from")
+        return
+    if getattr(args, "onnx", None) or getattr(args, "engine", None):
+        return  # the graph or engine runs; the checkpoint only vouches for its weights
+    from irdeploy.model.checkpoint import detect_checkpoint
+
+    found = detect_checkpoint(args.checkpoint)
+    print(f"irdeploy {args.command}: detected {found.describe()} in {args.checkpoint}", file=sys.stderr)
+    args.model = found.name
+    args.arg = [*found.kwargs.items(), *args.arg]
 
 
 def _set_help(p: argparse.ArgumentParser, option: str, text: str) -> None:
@@ -443,8 +468,9 @@ def _set_help(p: argparse.ArgumentParser, option: str, text: str) -> None:
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
     """What runs the images, for every verb that runs them (``irdeploy.runtime.artifacts.open_backend``)."""
-    p.add_argument("--backend", choices=("torch", "ort", "trt"),
-                   help="torch (eager), ort (ONNX Runtime) or trt (TensorRT); default: trt with --engine, ort with --onnx, else torch")
+    p.add_argument("--backend", choices=backend_names(),
+                   help="; ".join(f"{b.name}: {b.description}" for b in backends())
+                   + "; default: the backend of the --engine or --onnx file, else torch")
     _add_model_args(p, required=False)
     p.add_argument("--onnx", help="ONNX graph to run (ort) or to build an engine from (trt)")
     p.add_argument("--engine", help="TensorRT engine to run (trt)")
@@ -462,16 +488,18 @@ def _require_device(kind: str, device: str) -> None:
     """Before any export or build: can ``kind`` run on ``device`` here (TensorRT checks its own GPU)."""
     from .devices import require_onnxruntime_device, require_torch_device
 
-    if kind == "torch":
+    artifact = get_backend(kind).artifact
+    if artifact is None:
         require_torch_device(device)
-    elif kind == "ort":
+    elif artifact == "onnx":
         require_onnxruntime_device(device)
 
 
 def _open_backend(args: argparse.Namespace):
     from .artifacts import open_backend
 
-    kind = args.backend or ("trt" if args.engine else "ort" if args.onnx else "torch")
+    given = args.engine or args.onnx
+    kind = args.backend or (backend_for_file(given).name if given else "torch")
     _require_device(kind, args.device)
     if args.model and args.checkpoint is None and not (args.onnx or args.engine):
         print(f"irdeploy {args.command}: warning: no --checkpoint, running {args.model} with random weights", file=sys.stderr)
@@ -644,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency, throughput and parity across backends and precisions")
     _add_model_args(p)
-    p.add_argument("--backends", default="torch,ort", help="comma-separated: torch,torch-compile,ort,trt (default: %(default)s)")
+    p.add_argument("--backends", default="torch,ort", help=f"comma-separated: {','.join(backend_names())} (default: %(default)s)")
     p.add_argument("--precisions", default="fp32", help=f"comma-separated: {','.join(EXPORT_PRECISIONS)} (default: %(default)s)")
     p.add_argument("--shapes", default="1x3x256x256", help="comma-separated NxCxHxW (default: %(default)s)")
     p.add_argument("--batch", help="comma-separated batch sizes replacing N of every shape, e.g. 1,4")
@@ -781,6 +809,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with reporting(None if args.quiet else ConsoleReporter()):
+            _detect_model(args)
             return args.func(args)
     except (CheckpointError, ExportError, TensorRTUnavailable, NoGPUError, ValueError, TypeError, OSError) as exc:
         print(f"irdeploy {args.command}: error: {exc}", file=sys.stderr)
