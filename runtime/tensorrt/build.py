@@ -249,26 +249,6 @@ def _calibration_field(model: onnx.ModelProto) -> dict[str, Any]:
     return {"calibration": calibration} if calibration else {}
 
 
-def _calibration_field(model: onnx.ModelProto) -> dict[str, Any]:
-    """An int8 graph's calibration (method, images and their sha256) from its metadata:
-    ``{"calibration": {...}}``, nothing for other graphs."""
-    from irdeploy.core.metadata import ExportMetadata
-
-    meta = ExportMetadata.read(model)
-    calibration = meta.extra.get("calibration") if meta is not None else None
-    return {"calibration": calibration} if calibration else {}
-
-
-def _calibration_field(model: onnx.ModelProto) -> dict[str, Any]:
-    """An int8 graph's calibration (method, images and their sha256) from its metadata:
-    ``{"calibration": {...}}``, nothing for other graphs."""
-    from irdeploy.core.metadata import ExportMetadata
-
-    meta = ExportMetadata.read(model)
-    calibration = meta.extra.get("calibration") if meta is not None else None
-    return {"calibration": calibration} if calibration else {}
-
-
 def _checkpoint_field(model: onnx.ModelProto) -> dict[str, Any]:
     """The weights the graph was exported from (``irdeploy validate`` compares them with its
     --checkpoint): ``{"checkpoint_sha256": sha or None}`` for an irdeploy graph, nothing otherwise."""
