@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from conftest import FIXTURES, requires_rtx, tiny_model
 
-from irdeploy.core.fileio import sha256_file
 from irdeploy.export import graph, to_onnx
 from irdeploy.export.audit import BIASFREE, op_families
 from irdeploy.export.precision import to_mixed_precision
@@ -59,23 +58,14 @@ def _count(model: torch.nn.Module, cls: type) -> int:
 
 
 @pytest.mark.parametrize("case", ["nafnet_tiny", "restormer_tiny", "restormer_biasfree_tiny"])
-def test_official_checkpoint_layout_loads_and_matches_upstream(case: str) -> None:
+def test_official_checkpoint_layout_loads_strictly(case: str) -> None:
+    """BasicSR's ``params`` layout loads strictly into the upstream parameter count (the outputs
+    against the reference vectors: tests/test_zoo_fidelity.py, which reads this index too)."""
     spec = INDEX["cases"][case]
     path = FIXTURES / f"{case}.pth"
-    assert sha256_file(path) == spec["checkpoint_sha256"]
     assert list(torch.load(path, weights_only=True)) == ["params"]  # BasicSR's save_network layout
     model = _fixture_model(case)
     assert sum(p.numel() for p in model.parameters()) == spec["num_params"]
-    data = np.load(FIXTURES / f"{case}.npz")
-    for i, shape in enumerate(spec["cases"]):
-        x = torch.from_numpy(data[f"input_{i}"])
-        assert list(x.shape) == shape
-        with torch.no_grad():
-            out = model(x)
-        expected = torch.from_numpy(data[f"output_{i}_0"])
-        assert out.shape == expected.shape
-        err = (out - expected).abs().max().item()
-        assert err <= TOLERANCE, f"{case} input {i}: max abs error {err:.3g}"
 
 
 def test_nafnet_tlc_matches_nafnet_local() -> None:
