@@ -43,7 +43,9 @@ def test_fp16_audit_ranks_families(m3snet) -> None:
     assert by_family[ALL].psnr <= min(r.psnr for r in families) + 0.5  # worst, or close
     assert by_family[ALL].psnr - 0.5 <= by_family[POLICY].psnr < by_family[FLOAT32].psnr
     assert by_family[POLICY].nodes < by_family[ALL].nodes
-    assert rows[-1].family == FLOAT32 and rows[-1].psnr > 100
+    # The unchanged graph is the best row, up to rounding noise: a family whose float16 rounding
+    # does not reach the output (the tiny model's l2norm: 137.01 vs 136.93 dB) may tie with it.
+    assert by_family[FLOAT32].psnr > 100 and rows[-1].psnr - by_family[FLOAT32].psnr < 0.5
     # Lowering the reductions alone adds far less error than lowering the convolutions.
     assert by_family["pooling"].psnr > by_family["conv"].psnr + 20
 
