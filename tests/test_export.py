@@ -150,7 +150,7 @@ def test_bad_arguments_are_one_line(tmp_path) -> None:
     model = tiny_model("m3snet")
     cases = [
         (dict(path=tmp_path / "missing" / "m.onnx"), "directory .* does not exist"),
-        (dict(path=tmp_path / "m.onnx", precision="int8"), "unknown precision 'int8'"),
+        (dict(path=tmp_path / "m.onnx", precision="int4"), "unknown precision 'int4'"),
         (dict(path=tmp_path / "m.onnx", attention="flash"), "unknown attention form 'flash'"),
         (dict(path=tmp_path / "m.onnx", opset=16), "opset 16 is too old: LayerNormalization needs opset 17"),
         (dict(path=tmp_path / "m.onnx", attention="onnx23", opset=18), "Attention operator needs opset 23"),
@@ -211,7 +211,7 @@ def test_cli_bad_inputs(tmp_path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x01garbage")
     for args, message in [
-        (("export", "--model", "nafnet", "-o", str(tmp_path / "x.onnx")), "unknown model 'nafnet'"),
+        (("export", "--model", "nosuchnet", "-o", str(tmp_path / "x.onnx")), "unknown model 'nosuchnet'"),
         (("export", "--model", "m3snet-32", "--checkpoint", str(bad_ck), "-o", str(tmp_path / "x.onnx")),
          "not a readable PyTorch checkpoint"),
         (("export", "--model", "m3snet", "--arg", "width=16", "--checkpoint", str(FIXTURES / "m3snet_tiny.pth"),
