@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 def main() -> int:
     from conftest import tiny_model
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from irdeploy.core.images import psnr
     from irdeploy.export import to_onnx
-    from irdeploy.export.calibration import calibration_crops, calibration_images
+    from irdeploy.export.calibration import calibration_crops, calibration_images, crop_reader
     from irdeploy.export.int8_audit import node_kinds
     from irdeploy.export.quantize import MIN_OPSET, _at_least_opset, attention_products, quantize_int8
 
@@ -47,16 +47,8 @@ def main() -> int:
     excluded = [n for n, k in kinds.items() if k in ("depthwise conv", "grouped conv")] + attention_products(fp32)
     crops = calibration_crops(calibration_images()[1], size=64, per_image=2, multiple=16)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(crops)
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"input": x}
-
     start = time.perf_counter()
-    quantize_static(str(tmp / "fp32-19.onnx"), str(tmp / "fp8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+    quantize_static(str(tmp / "fp32-19.onnx"), str(tmp / "fp8.onnx"), crop_reader(crops), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=["Conv"], activation_type=QuantType.QFLOAT8E4M3FN,
                     weight_type=QuantType.QFLOAT8E4M3FN, calibrate_method=CalibrationMethod.Distribution,
                     nodes_to_exclude=excluded,

@@ -32,26 +32,18 @@ OUT = Path(__file__).parent / "results"
 
 
 def main() -> int:
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from irdeploy.core.images import psnr
-    from irdeploy.export.calibration import calibration_crops, calibration_images
+    from irdeploy.export.calibration import calibration_crops, calibration_images, crop_reader
     from irdeploy.export.quantize import MIN_OPSET, _at_least_opset
 
     fp32_path = WORK / "m3snet-32-fp32.onnx"
     onnx.save(_at_least_opset(onnx.load(fp32_path), MIN_OPSET), WORK / "m3snet-32-fp32-19.onnx")
     crops = calibration_crops(calibration_images()[1][:2], size=256, per_image=1, multiple=16)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(crops)
-
-        def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {"input": x}
-
     ort_style = WORK / "m3snet-32-int8-ort-placement.onnx"
-    quantize_static(str(WORK / "m3snet-32-fp32-19.onnx"), str(ort_style), Reader(), quant_format=QuantFormat.QDQ,
+    quantize_static(str(WORK / "m3snet-32-fp32-19.onnx"), str(ort_style), crop_reader(crops), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=["Conv"], per_channel=True, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"WeightSymmetric": True})

@@ -90,3 +90,21 @@ def calibration_record(method: str, source: str, paths: list[Path], *, per_image
     digest = sha256_json({"method": method, "crops_per_image": per_image, "crop_size": size,
                           "images": [i["sha256"] for i in images]})
     return CalibrationRecord(method, source, images, per_image, size, digest)
+
+
+def crop_reader(crops, input_name: str = "input"):
+    """An ONNX Runtime ``CalibrationDataReader`` that feeds ``crops`` (float32 NCHW) to
+    ``input_name`` once each: the one reader the quantizer and the int8 benchmarks share.
+    ONNX Runtime is imported here, not at module import, so image-only users of this module
+    do not load its quantization tooling."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _CropReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._crops = iter(crops)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            crop = next(self._crops, None)
+            return None if crop is None else {input_name: crop}
+
+    return _CropReader()

@@ -44,7 +44,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, version_converter
 
-from .calibration import METHODS
+from .calibration import METHODS, crop_reader
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul")
 _CHUNK = 2  # calibration crops per calibrator pass
@@ -99,7 +99,7 @@ def quantize_int8(
     leave unquantized (from :func:`irdeploy.export.int8_audit.bisect_int8`). Raises
     ``ValueError`` for an unknown method, no crops, or a graph that cannot be upgraded to opset 19.
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     if method not in METHODS:
@@ -112,14 +112,6 @@ def quantize_int8(
     if unknown:
         raise ValueError(f"no node named {', '.join(unknown[:5])} in the graph")
     input_name = input_name or model_fp32.graph.input[0].name
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self, chunk: Sequence[np.ndarray]) -> None:
-            self._crops = iter(chunk)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            crop = next(self._crops, None)
-            return None if crop is None else {input_name: crop}
 
     calibrate, options = CALIBRATORS[method]
     with tempfile.TemporaryDirectory(prefix="irdeploy-int8-") as tmp, _quiet():
@@ -134,7 +126,7 @@ def quantize_int8(
         # given until it folds them into its ranges or histograms (gigabytes for 16 full-size
         # crops of M3SNet-32); the ranges and histograms merge across calls.
         for i in range(0, len(crops), _CHUNK):
-            calibrator.collect_data(_Reader(crops[i:i + _CHUNK]))
+            calibrator.collect_data(crop_reader(crops[i:i + _CHUNK], input_name))
         save_tensors_data(calibrator.compute_data(), ranges)
         del calibrator
         quantize_static(
