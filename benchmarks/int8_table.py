@@ -147,15 +147,12 @@ def convert(preset: str, work: Path) -> dict:
     return row
 
 
-def task(work: Path, methods: list[str]) -> dict:
-    """Phase 2: the trained quickstart checkpoint on the blurred shipped photographs."""
-    import onnx
+def _quickstart_photos():
+    """The bundled quickstart model and the shipped photographs blurred as it learned (9-px box),
+    edge-padded to its multiple: ``(model, recipe, multiple, [(name, x, target, h, w)])``."""
     import torch
 
-    from irdeploy.core.images import SAMPLES, psnr, read_image, sample_path
-    from irdeploy.export import to_onnx
-    from irdeploy.export.int8 import quantize_for_export
-    from irdeploy.export.precision import emulate_low_precision, to_mixed_precision
+    from irdeploy.core.images import SAMPLES, read_image, sample_path
     from irdeploy.model import load_model
     from irdeploy.model.degrade import motion_blur
     from irdeploy.model.spec import pad_multiple
@@ -165,6 +162,26 @@ def task(work: Path, methods: list[str]) -> dict:
     recipe = bundled_recipe()
     model = load_model(recipe["model"], _bundled_checkpoint(recipe), **recipe["args"]).eval()
     m = pad_multiple(model)
+    photos = []
+    for name in SAMPLES:
+        target = read_image(sample_path(name))
+        h, w = target.shape[:2]
+        x = np.pad(motion_blur(target, 9), ((0, -h % m), (0, -w % m), (0, 0)), mode="edge").transpose(2, 0, 1)[None]
+        photos.append((name, np.ascontiguousarray(x, np.float32), target, h, w))
+    return model, recipe, m, photos
+
+
+def task(work: Path, methods: list[str]) -> dict:
+    """Phase 2: the trained quickstart checkpoint on the blurred shipped photographs."""
+    import onnx
+    import torch
+
+    from irdeploy.core.images import psnr
+    from irdeploy.export import to_onnx
+    from irdeploy.export.int8 import quantize_for_export
+    from irdeploy.export.precision import emulate_low_precision, to_mixed_precision
+
+    model, recipe, m, photos = _quickstart_photos()
     path = work / "quickstart-fp32.onnx"
     to_onnx(model, path, tensorrt=False, parity=False)
     fp32 = onnx.load(path)
@@ -177,13 +194,6 @@ def task(work: Path, methods: list[str]) -> dict:
         start = time.perf_counter()
         graphs[f"int8_{method}"] = quantize_for_export(fp32, m, method=method)[0]
         seconds[method] = round(time.perf_counter() - start, 1)
-    photos = []
-    for name in SAMPLES:
-        target = read_image(sample_path(name))
-        blurred = motion_blur(target, 9)
-        h, w = target.shape[:2]
-        x = np.pad(blurred, ((0, -h % m), (0, -w % m), (0, 0)), mode="edge").transpose(2, 0, 1)[None]
-        photos.append((name, np.ascontiguousarray(x, np.float32), target, h, w))
     with torch.inference_mode():
         eager = {name: model(torch.from_numpy(x))[0].numpy().transpose(1, 2, 0)[:h, :w] for name, x, _, h, w in photos}
     rows: dict = {"eager": {name: psnr(np.clip(eager[name], 0, 1), t) for name, _, t, _, _ in photos}, "vs_eager": {}}
@@ -200,31 +210,16 @@ def task(work: Path, methods: list[str]) -> dict:
 
 def task_keep(work: Path, keeps: list[int]) -> dict:
     """Phase 2b: the quickstart int8 graph with its K worst layers (by the int8 audit) kept float."""
-    import onnx
-    import torch
-
-    from irdeploy.core.images import SAMPLES, psnr, read_image, sample_path
+    from irdeploy.core.images import psnr
     from irdeploy.export.int8_audit import int8_audit, prepare
     from irdeploy.export.quantize import unquantized
-    from irdeploy.model import load_model
-    from irdeploy.model.degrade import motion_blur
-    from irdeploy.model.spec import pad_multiple
-    from irdeploy.runtime.quickstart import _bundled_checkpoint, bundled_recipe
 
-    torch.set_num_threads(2)
-    recipe = bundled_recipe()
-    model = load_model(recipe["model"], _bundled_checkpoint(recipe), **recipe["args"]).eval()
-    m = pad_multiple(model)
+    model, _, _, named = _quickstart_photos()
+    photos = [(x, t, h, w) for _, x, t, h, w in named]
     start = time.perf_counter()
     fp32, q, inputs, references = prepare(model, (128, 128))
     rows = [r for r in int8_audit(fp32, q, inputs, references) if r.kind]
     audit_seconds = round(time.perf_counter() - start, 1)
-    photos = []
-    for name in SAMPLES:
-        target = read_image(sample_path(name))
-        h, w = target.shape[:2]
-        x = np.pad(motion_blur(target, 9), ((0, -h % m), (0, -w % m), (0, 0)), mode="edge").transpose(2, 0, 1)[None]
-        photos.append((np.ascontiguousarray(x, np.float32), target, h, w))
 
     def mean_psnr(graph) -> float:
         outs = _run(graph.SerializeToString(), [x for x, _, _, _ in photos])
