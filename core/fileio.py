@@ -20,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/irdeploy``, else ``~/.cache/irdeploy``: per user, outside any project.
+    Cached graphs and engines (:mod:`irdeploy.runtime.artifacts`) and ONNX Runtime's TensorRT
+    engine cache (:mod:`irdeploy.core.ort_backend`) live under it."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "irdeploy"
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

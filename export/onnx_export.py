@@ -206,7 +206,7 @@ def to_onnx(
             report.notes.append(f"{precision} parity measured on the graph's storage-rounding emulation (ONNX Runtime CPU)")
         report.parity = check_parity(
             graph_under_test, model, make_inputs(channels, parity_sizes(spec.multiple, spec.batch, spec.height, spec.width)), precision=precision, min_psnr=min_psnr,
-            pad_multiple=spec.multiple, pad_mode=meta.pad_mode, channels=channels,
+            pad_multiple=spec.multiple, pad_mode=meta.pad_mode,
         )
         if not report.parity.passed:
             raise ExportError(f"{path.name}: {report.parity.summary()}; nothing written (a different floor: --min-psnr)")

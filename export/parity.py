@@ -1,11 +1,13 @@
 """Does the exported graph compute what the eager model computes? Measured, not assumed.
 
 Polygraphy's :class:`~polygraphy.comparator.Comparator` runs two runners on the same inputs:
-an :class:`EagerRunner` (the PyTorch model in float32, which pads internally) and Polygraphy's
-own ``OnnxrtRunner`` wrapped in a :class:`PaddedRunner` that applies the graph's padding
-contract (:mod:`irdeploy.core.padding`). ``SimpleCompareFunc`` checks the absolute
-tolerance; beside it we report max/mean absolute error and PSNR per input, because a
-low-precision graph is judged by PSNR against a floor, not by its worst pixel.
+the eager PyTorch model in float32 (:class:`~irdeploy.export.torch_backend.TorchBackend`) and
+the candidate, any :class:`~irdeploy.core.backend.Backend` (ONNX Runtime at export and in
+``validate --onnx``, a TensorRT engine in ``validate --engine``), each through the one adapter
+:class:`BackendRunner`. The backends pad and crop themselves (``Backend.infer``), the reference
+to the candidate's multiple and mode, so both compute on the same pixels. ``SimpleCompareFunc``
+checks the absolute tolerance; beside it we report max/mean absolute error and PSNR per input,
+because a low-precision graph is judged by PSNR against a floor, not by its worst pixel.
 
 Inputs are random batches and crops of real photographs, at sizes that include one that is not
 a multiple of the padding multiple, so the padding path is always exercised.
@@ -21,14 +23,16 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from polygraphy.backend.base import BaseRunner
-from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 from polygraphy.comparator import Comparator, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
 
+from irdeploy.core.backend import Backend
 from irdeploy.core.fileio import json_ready
-from irdeploy.core.progress import step
 from irdeploy.core.images import SAMPLES, psnr, read_image, sample_path, to_samples
-from irdeploy.core.padding import crop_batch, pad_batch
+from irdeploy.core.ort_backend import OnnxRuntimeBackend, Provider, default_providers
+from irdeploy.core.progress import step
+
+from .torch_backend import TorchBackend
 
 
 @dataclass(frozen=True)
@@ -107,12 +111,17 @@ class ParityResult:
         }
 
 
-class _ImageRunner(BaseRunner):
-    """A runner with one dynamic NCHW float32 input named ``input``, like every irdeploy graph."""
+class BackendRunner(BaseRunner):
+    """Polygraphy's runner interface over an irdeploy :class:`~irdeploy.core.backend.Backend`.
 
-    def __init__(self, channels: int, name: str) -> None:
-        super().__init__(name=name)
-        self.channels = channels
+    The one adapter between the two hierarchies: every comparison feeds Backend objects to the
+    Comparator through it, so padding, cropping and provider choice are the backends' own. The
+    caller owns the backend (opens it, closes it); activation here holds nothing.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(name=backend.name)
+        self.backend = backend
 
     def activate_impl(self) -> None:
         pass
@@ -123,76 +132,15 @@ class _ImageRunner(BaseRunner):
     def get_input_metadata_impl(self):
         from polygraphy.common import TensorMetadata
 
-        return TensorMetadata().add("input", np.float32, (None, self.channels, None, None))
+        return TensorMetadata().add("input", np.float32, (None, self.backend.channels, None, None))
 
     def infer_impl(self, feed_dict):
         batch = feed_dict["input"]
         start = time.perf_counter()
         with step(f"parity: {self.name} on {'x'.join(map(str, batch.shape))}"):
-            out = self._infer(batch)
+            out = self.backend.infer(batch)
         self.inference_time = time.perf_counter() - start
-        return OrderedDict(output=np.ascontiguousarray(out))
-
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-
-class EagerRunner(_ImageRunner):
-    """The PyTorch model in float32 (eval, ``inference_mode``).
-
-    With ``pad_mode`` it pads the input to the model's multiple first, as the runtime pads a
-    graph's input (the model's own pad is then a no-op); without, the model pads internally
-    with upstream's mode.
-    """
-
-    def __init__(self, model, channels: int, name: str = "eager-fp32", pad_mode: str | None = None) -> None:
-        super().__init__(channels, name)
-        self.model, self.pad_mode = model, pad_mode
-
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        from irdeploy.model import final_image
-        from irdeploy.model.spec import pad_multiple
-
-        h, w = batch.shape[-2:]
-        if self.pad_mode is not None:
-            batch = pad_batch(batch, pad_multiple(self.model), self.pad_mode)
-        with torch.inference_mode():
-            return crop_batch(final_image(self.model.eval()(torch.from_numpy(batch)), self.model).numpy(), h, w)
-
-
-class PaddedRunner(_ImageRunner):
-    """Run another runner on inputs padded to the graph's multiple; crop its outputs back."""
-
-    def __init__(self, inner: BaseRunner, multiple: int, mode: str, channels: int) -> None:
-        super().__init__(channels, inner.name)
-        self.inner, self.multiple, self.mode = inner, multiple, mode
-
-    def activate_impl(self) -> None:
-        self.inner.activate()
-
-    def deactivate_impl(self) -> None:
-        self.inner.deactivate()
-
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        outputs = self.inner.infer({"input": pad_batch(batch, self.multiple, self.mode)}, check_inputs=False)
-        return crop_batch(next(iter(outputs.values())), *batch.shape[-2:])
-
-
-class BackendRunner(_ImageRunner):
-    """Any object with ``infer(batch) -> batch`` (irdeploy backends, e.g. a TensorRT engine).
-
-    Lets :func:`compare` judge every runtime with the same comparator; the backend applies its
-    own padding contract.
-    """
-
-    def __init__(self, backend, channels: int, name: str) -> None:
-        super().__init__(channels, name)
-        self.backend = backend
-
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.backend.infer(batch)
+        return OrderedDict(output=out)
 
 
 def parity_sizes(multiple: int, batch: int | None = None, height: int | None = None,
@@ -244,50 +192,49 @@ def check_parity(
     min_psnr: float | None = None,
     pad_multiple: int,
     pad_mode: str,
-    channels: int = 3,
-    providers: Sequence[str] | None = None,
+    providers: Sequence[Provider] | None = None,
 ) -> ParityResult:
-    """Compare the graph (ONNX Runtime) with the eager model on ``inputs``."""
-    import onnxruntime as ort
+    """The export's gate: the graph (a file or serialized bytes) in ONNX Runtime against the eager model.
 
-    providers = list(providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                                   if p in ort.get_available_providers()])
-    # labelled by the provider the session really got: a GPU provider that fails to load falls back
-    with _quiet():
-        session = SessionFromOnnx(onnx_model, providers=providers)()
-    candidate = PaddedRunner(OnnxrtRunner(session, name=f"onnxruntime ({session.get_providers()[0]})"),
-                             pad_multiple, pad_mode, channels)
-    return compare(model, candidate, inputs, precision=precision, min_psnr=min_psnr, channels=channels,
-                   pad_mode=pad_mode)
+    ``providers`` default to CUDA (where this build has it) then CPU, TensorRT's left out
+    (:func:`~irdeploy.core.ort_backend.default_providers`); the result is labelled by the
+    provider the session really got.
+    """
+    providers = list(providers or default_providers(tensorrt=False))
+    with OnnxRuntimeBackend(onnx_model, providers=providers, pad_multiple=pad_multiple, pad_mode=pad_mode) as candidate:
+        return compare(model, candidate, inputs, precision=precision, min_psnr=min_psnr)
 
 
 def compare(
     model,
-    candidate: BaseRunner,
+    candidate: Backend,
     inputs: Sequence[tuple[str, np.ndarray]],
     *,
     precision: str,
     min_psnr: float | None = None,
-    channels: int = 3,
-    pad_mode: str | None = None,
 ) -> ParityResult:
     """Run the eager float32 model and ``candidate`` on ``inputs`` and judge ``candidate``.
 
-    ``pad_mode``: how ``candidate`` pads unaligned inputs (its artifact's recorded mode); the
-    eager model's input is padded the same way, so both compute on the same pixels.
+    The eager reference pads as ``candidate`` does (its artifact's recorded mode and multiple;
+    the multiple must be one of the network's), so both compute on the same pixels.
     """
     tol = TOLERANCES[precision]
     if min_psnr is not None:
         tol = Tolerance(atol=tol.atol, min_psnr=min_psnr)
-    eager = EagerRunner(model, channels, pad_mode=pad_mode)
-    feeds = [OrderedDict(input=x) for _, x in inputs]
-    with _quiet():
-        results = Comparator.run([eager, candidate], data_loader=feeds)
-        accuracy = Comparator.compare_accuracy(
-            results, compare_func=SimpleCompareFunc(atol=tol.atol, rtol=0.0, check_error_stat="max")
-        )
+    with TorchBackend(model, pad_mode=candidate.pad_mode) as eager:
+        if candidate.pad_multiple % eager.pad_multiple:
+            raise ValueError(f"{candidate.name} pads to a multiple of {candidate.pad_multiple}, but this model "
+                             f"needs a multiple of {eager.pad_multiple}: not the network it was made from")
+        eager.pad_multiple = candidate.pad_multiple
+        runners = [BackendRunner(eager), BackendRunner(candidate)]
+        feeds = [OrderedDict(input=x) for _, x in inputs]
+        with _quiet():
+            results = Comparator.run(runners, data_loader=feeds)
+            accuracy = Comparator.compare_accuracy(
+                results, compare_func=SimpleCompareFunc(atol=tol.atol, rtol=0.0, check_error_stat="max")
+            )
     cases = []
-    reference, outputs = results[eager.name], results[candidate.name]
+    reference, outputs = (results[runner.name] for runner in runners)
     for (name, x), ref, out in zip(inputs, reference, outputs):
         a, b = ref["output"], out["output"]
         diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
@@ -295,10 +242,11 @@ def compare(
         changed = float(np.mean(to_samples(a) != to_samples(b)))
         cases.append(CaseResult(name, tuple(x.shape), float(diff.max()), float(diff.mean()), p, changed,
                                 bool(diff.max() <= tol.atol and p >= tol.min_psnr)))
+    # labelled after the run: a backend's name can change while it runs (an engine's launch path)
     return ParityResult(precision, tol, tuple(cases), bool(accuracy), backend=candidate.name)
 
 
-def graph_parity(graph, model, *, min_psnr: float | None = None, channels: int = 3) -> tuple[ParityResult, str]:
+def graph_parity(graph, model, *, min_psnr: float | None = None) -> tuple[ParityResult, str]:
     """The export's parity gate re-run on a written graph: the figure ``validate --onnx`` prints.
 
     Same inputs as :func:`irdeploy.export.to_onnx` checked (:func:`parity_sizes` of the graph's
@@ -308,10 +256,11 @@ def graph_parity(graph, model, *, min_psnr: float | None = None, channels: int =
     Returns the result and, in words, what was run.
     """
     from irdeploy.core.metadata import ExportMetadata
+    from irdeploy.model.spec import pad_multiple
 
     meta = ExportMetadata.read(graph)
     precision = meta.precision if meta is not None else "fp32"
-    multiple = meta.pad_multiple if meta is not None else int(getattr(model, "pad_multiple", 1))
+    multiple = meta.pad_multiple if meta is not None else pad_multiple(model)
     dims = [d.dim_value if d.HasField("dim_value") else None for d in graph.graph.input[0].type.tensor_type.shape.dim]
     batch, height, width = dims[0], dims[2], dims[3]
     under_test, how = graph.SerializeToString(), "the graph in ONNX Runtime, at the export's inputs"
@@ -320,7 +269,8 @@ def graph_parity(graph, model, *, min_psnr: float | None = None, channels: int =
 
         under_test = emulate_low_precision(graph).SerializeToString()
         how = f"the graph's {precision} storage-rounding emulation in ONNX Runtime (CPU), as at export"
+    channels = dims[1] or 3
     result = check_parity(under_test, model, make_inputs(channels, parity_sizes(multiple, batch, height, width)),
                           precision=precision, min_psnr=min_psnr, pad_multiple=multiple,
-                          pad_mode=meta.pad_mode if meta is not None else "constant", channels=channels)
+                          pad_mode=meta.pad_mode if meta is not None else "constant")
     return result, how

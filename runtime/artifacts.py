@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import irdeploy
-from irdeploy.core.fileio import sha256_file, sha256_json
+from irdeploy.core.backend import Backend
+from irdeploy.core.fileio import default_cache_dir, sha256_file, sha256_json
 
 from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.core.progress import step
-
-from .backends import Backend
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,6 @@ class Artifact:
         made = "exported" if self.kind == "onnx" else "built"
         where = "a temporary folder (random weights are not cached)" if self.temporary else str(self.path)
         return f"{self.kind} {made} in {self.seconds:.1f} s to {where}"
-
-
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/irdeploy``, else ``~/.cache/irdeploy``: per user, outside any project."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "irdeploy"
 
 
 def onnx_cache_key(model: str, model_args: dict[str, Any], checkpoint_sha256: str, precision: str,
@@ -150,7 +143,7 @@ def open_backend(kind: str, *, model: str | None = None, checkpoint: str | None 
                  model_args: dict | None = None, onnx: str | None = None, engine: str | None = None,
                  precision: str = "fp32", cache_dir: str | None = None, threads: int | None = None,
                  device: str = "cpu", pad_mode: str | None = None) -> Backend:
-    """A ready :class:`~irdeploy.runtime.backends.Backend` of ``kind`` (a name in
+    """A ready :class:`~irdeploy.core.backend.Backend` of ``kind`` (a name in
     :mod:`irdeploy.runtime.registry`: "torch", "torch-compile", "ort", "trt", ...).
 
     - ``torch``: ``model`` (preset or architecture, ``model_args`` its constructor arguments)
@@ -196,7 +189,7 @@ def open_torch(request: OpenRequest) -> Backend:
 
     from irdeploy.model import load_model
 
-    from .backends import TorchBackend
+    from irdeploy.export.torch_backend import TorchBackend
 
     if request.threads:
         torch.set_num_threads(request.threads)
@@ -219,7 +212,7 @@ def _graph(request: OpenRequest, precision: str) -> tuple[Path, Artifact | None]
 
 def open_ort(request: OpenRequest) -> Backend:
     """ONNX Runtime on the given graph, or on the model's graph exported in ``precision``."""
-    from .backends import OnnxRuntimeBackend, default_providers
+    from irdeploy.core.ort_backend import OnnxRuntimeBackend, default_providers
 
     graph, artifact = _graph(request, request.precision)
     device_id = 0 if request.device == "cpu" else _gpu_index(request.device)  # cuda:N -> the providers' device_id

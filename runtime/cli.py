@@ -274,9 +274,8 @@ def _print_parity(result, how: str) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from irdeploy.export.parity import BackendRunner, compare, make_inputs, parity_sizes
+    from irdeploy.export.parity import compare, make_inputs, parity_sizes
     from irdeploy.model import load_model, record_of
-    from irdeploy.model.spec import pad_multiple
 
     from .backends import TensorRTBackend
 
@@ -301,8 +300,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         precision = backend.engine.sidecar.get("precision", "fp32")
         precision = {"best": "fp16", "tf32": "fp32"}.get(precision, precision)  # their parity floors
         with backend:
-            result = compare(model, BackendRunner(backend, 3, backend.name), make_inputs(3, parity_sizes(pad_multiple(model))),
-                             precision=precision, min_psnr=args.min_psnr, pad_mode=backend.pad_mode)
+            result = compare(model, backend, make_inputs(backend.channels, parity_sizes(backend.pad_multiple)),
+                             precision=precision, min_psnr=args.min_psnr)
         how = "the engine as built, on this GPU"
     else:
         from irdeploy.export.parity import graph_parity

@@ -1,6 +1,6 @@
 """Restoration quality over paired folders on any backend, and the task-level parity figure.
 
-:func:`evaluate` runs a :class:`~irdeploy.runtime.backends.Backend` (torch, ONNX Runtime or
+:func:`evaluate` runs a :class:`~irdeploy.core.backend.Backend` (torch, ONNX Runtime or
 TensorRT, whichever ``infer`` it is) on every pair of a benchmark folder (``input/`` +
 ``target/``, see :mod:`irdeploy.core.pairs`) and scores the output as the papers do (see
 :mod:`irdeploy.runtime.metrics`): PSNR and SSIM on RGB and on the Y channel, after rounding to 8
@@ -29,8 +29,8 @@ import numpy as np
 from irdeploy.core.images import from_batch, read_image, to_batch
 from irdeploy.core.pairs import ImagePair
 from irdeploy.core.fileio import atomic_write, json_ready
+from irdeploy.core.backend import Backend
 
-from .backends import Backend
 from .metrics import all_metrics, psnr, quantize
 
 METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")

@@ -135,8 +135,9 @@ def run(out_dir: str | Path, *, model_name: str | None = None, checkpoint: str |
     from irdeploy.core.pairs import find_pairs
     from irdeploy.model import load_model
     from irdeploy.model.stats import parameter_count
+    from irdeploy.core.ort_backend import OnnxRuntimeBackend
+    from irdeploy.export.torch_backend import TorchBackend
 
-    from .backends import OnnxRuntimeBackend, TorchBackend
     from .bench import BenchConfig, bench_model
     from .bench.console import progress_bar as bench_progress
     from .evaluate import evaluate

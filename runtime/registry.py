@@ -1,6 +1,6 @@
 """The one table of backends: what each runs, from which files, on which devices, and how to open it.
 
-Polygraphy's pattern: every backend is a :class:`~irdeploy.runtime.backends.Backend` with one
+Polygraphy's pattern: every backend is a :class:`~irdeploy.core.backend.Backend` with one
 interface (``infer``, ``close``); what differs is declared here as data. The CLI's
 ``--backend`` choices, restore/eval's default for an ``--onnx`` or ``--engine`` file, the
 benchmark's backend list, serving's choice by file suffix and Triton's platform all read this

@@ -29,8 +29,8 @@ import numpy as np
 
 from irdeploy.core.images import (NO_ALPHA_SUFFIXES, SIXTEEN_BIT_SUFFIXES, SUFFIXES, DecodedImage, ImageError,
                                     from_batch, load_image, to_batch, to_channels, write_image)
+from irdeploy.core.backend import Backend
 
-from .backends import Backend
 from .tiling import fits, infer_tiled, tile_size
 
 FORMATS = ("png", "jpg", "jpeg", "bmp", "tif", "tiff")

@@ -9,7 +9,8 @@ from conftest import assert_runs_without_torch
 from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.model import specs
 from irdeploy.model.spec import pad_multiple
-from irdeploy.runtime.backends import OnnxRuntimeBackend, TorchBackend
+from irdeploy.core.ort_backend import OnnxRuntimeBackend
+from irdeploy.export.torch_backend import TorchBackend
 
 
 @pytest.mark.parametrize("arch", [spec.name for spec in specs()])
@@ -41,7 +42,7 @@ def test_onnxruntime_backend_does_not_import_torch(tiny_onnx) -> None:
     path, _ = tiny_onnx("m3snet")
     assert_runs_without_torch(
         "import numpy as np\n"
-        "from irdeploy.runtime.backends import OnnxRuntimeBackend\n"
+        "from irdeploy.core.ort_backend import OnnxRuntimeBackend\n"
         f"out = OnnxRuntimeBackend({str(path)!r}).infer(np.zeros((1, 3, 20, 30), np.float32))\n"
         "assert out.shape == (1, 3, 20, 30)\n"
     )

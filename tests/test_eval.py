@@ -13,7 +13,8 @@ from irdeploy.core.images import read_image, sample_path
 from irdeploy.core.pairs import find_pairs
 from irdeploy.model import save_checkpoint
 from irdeploy.model.degrade import degrade_folder
-from irdeploy.runtime.backends import Backend, TorchBackend
+from irdeploy.core.backend import Backend
+from irdeploy.export.torch_backend import TorchBackend
 from irdeploy.runtime.cli import main
 from irdeploy.runtime.evaluate import evaluate
 from irdeploy.runtime.metrics import all_metrics, psnr, psnr_y, quantize, rgb_to_y, ssim, ssim_y
@@ -155,7 +156,7 @@ def test_eval_on_onnxruntime_does_not_import_torch(eval_data, tiny_checkpoint):
     onnx_path, _, _ = tiny_checkpoint
     assert_runs_without_torch(
         "from irdeploy.core.pairs import find_pairs\n"
-        "from irdeploy.runtime.backends import OnnxRuntimeBackend\n"
+        "from irdeploy.core.ort_backend import OnnxRuntimeBackend\n"
         "from irdeploy.runtime.evaluate import evaluate\n"
         f"result = evaluate(OnnxRuntimeBackend({str(onnx_path)!r}, threads=1), find_pairs({str(eval_data)!r}))\n"
         "assert len(result.images) == 2\n"

@@ -17,7 +17,7 @@ from irdeploy.core.images import read_image, sample_path
 from irdeploy.core.padding import INFERENCE_PAD_MODE, pad_batch
 from irdeploy.model import load_model
 from irdeploy.model.degrade import motion_blur
-from irdeploy.runtime.backends import TorchBackend
+from irdeploy.export.torch_backend import TorchBackend
 from irdeploy.runtime.metrics import border_band
 from irdeploy.runtime.quickstart import _bundled_checkpoint, bundled_recipe
 from irdeploy.runtime.tiling import infer_tiled

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from irdeploy.core.images import read_image, sample_path, to_batch
-from irdeploy.runtime.backends import OnnxRuntimeBackend
+from irdeploy.core.ort_backend import OnnxRuntimeBackend
 from irdeploy.runtime.batch_ray import RestoreBatch
 from irdeploy.runtime.serving.pixels import to_float, to_uint8
 

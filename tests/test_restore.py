@@ -12,7 +12,7 @@ from irdeploy.core.images import load_image, read_image, sample_path, to_batch, 
 from irdeploy.core.fileio import sha256_file as sha256
 from irdeploy.model import save_checkpoint
 from irdeploy.runtime.artifacts import onnx_cache_key, open_backend
-from irdeploy.runtime.backends import TorchBackend
+from irdeploy.export.torch_backend import TorchBackend
 from irdeploy.runtime.cli import main
 from irdeploy.runtime.tensorrt import NoGPUError
 

@@ -17,7 +17,7 @@ from irdeploy.model.attention import ChannelAttention, WindowAttention
 from irdeploy.model.init import randomize_constants
 from irdeploy.model.layers import LayerNorm2d, NAFBlock
 from irdeploy.model.run import AttentionBlock
-from irdeploy.runtime.backends import OnnxRuntimeBackend
+from irdeploy.core.ort_backend import OnnxRuntimeBackend
 
 STATIC = (1, 64, 64)
 

@@ -8,7 +8,7 @@ from conftest import tiny_model
 
 from irdeploy.core.images import psnr, read_image, sample_path, to_batch
 from irdeploy.model import to_local
-from irdeploy.runtime.backends import TorchBackend
+from irdeploy.export.torch_backend import TorchBackend
 from irdeploy.runtime.tiling import fits, infer_tiled, tile_size, tile_spans
 
 

@@ -22,7 +22,7 @@ import tritonclient.http as httpclient  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from irdeploy.core.images import read_image, sample_path, to_batch  # noqa: E402
-from irdeploy.runtime.backends import OnnxRuntimeBackend  # noqa: E402
+from irdeploy.core.ort_backend import OnnxRuntimeBackend  # noqa: E402
 from irdeploy.runtime.serving import ServingError, TritonServer  # noqa: E402
 from irdeploy.runtime.serving.batching import infer_by_size  # noqa: E402
 from irdeploy.runtime.serving.pixels import to_float, to_uint8  # noqa: E402

@@ -20,7 +20,7 @@ import numpy as np
 
 from irdeploy.core.precision import EXPORT_PRECISIONS, check_precision
 from irdeploy.core.progress import step
-from irdeploy.runtime.backends import TorchBackend
+from irdeploy.export.torch_backend import TorchBackend
 from irdeploy.runtime.registry import get_backend
 
 from .gpu import (CPU_COMPUTE_REASON, ORT_COMPUTE_REASON, TORCH_DTYPES, TensorRTProbe, TorchCudaProbe,
@@ -91,7 +91,7 @@ class CastTorchBackend(TorchBackend):
 
 
 def _ort_device() -> str:
-    from irdeploy.runtime.backends import default_providers, provider_name
+    from irdeploy.core.ort_backend import default_providers, provider_name
 
     # a prediction, for the thread sweep; each row is labelled by where its session really runs
     return "cpu" if provider_name(default_providers()[0]) == "CPUExecutionProvider" else "cuda"
@@ -154,7 +154,7 @@ def _torch_candidate(model: Any, backend: str, precision: str, device: str) -> C
 
 
 def _ort_candidate(artifacts: _Artifacts, precision: str, threads: int | None, device: str) -> Candidate:
-    from irdeploy.runtime.backends import OnnxRuntimeBackend
+    from irdeploy.core.ort_backend import OnnxRuntimeBackend
 
     cand = Candidate("ort", precision, device=device,
                      compute_reason=CPU_COMPUTE_REASON if device == "cpu" else ORT_COMPUTE_REASON)

@@ -1,6 +1,6 @@
 """``irdeploy serve``: a real Triton Inference Server (through PyTriton) running an irdeploy backend.
 
-Two models are bound to one backend (:mod:`irdeploy.runtime.backends`, which pads and crops):
+Two models are bound to one backend (a :class:`~irdeploy.core.backend.Backend`, which pads and crops):
 
 - ``<name>``: float32 NCHW in [0, 1] (input ``input``, output ``output``), any H and W;
 - ``<name>_image``: uint8 HxWxC images (input ``image``, output ``restored``), so clients

@@ -171,7 +171,7 @@ def restore_video(source: str | os.PathLike, output: str | os.PathLike, backend,
                   *, on_frame: Callable[[int], None] | None = None) -> VideoReport:
     """Restore a video file or image sequence into ``output`` with ``backend``.
 
-    ``backend``: any :class:`~irdeploy.runtime.backends.Backend`, or a function that opens one;
+    ``backend``: any :class:`~irdeploy.core.backend.Backend`, or a function that opens one;
     it is then called only once the input is open and the output writable, and the backend it
     returns is closed at the end. Raises :class:`VideoError` for inputs and outputs that cannot
     work (one line each) and :class:`Interrupted` on Ctrl-C; either way no output file is left.
