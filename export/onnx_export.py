@@ -169,7 +169,7 @@ def to_onnx(
     exporter = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
     simplifier = "onnxscript optimizer (torch.onnx optimize=True)" if simplify else None
     # read back by inspect, so that it shows this report's parameter count and tools (#17, section 6)
-    extra = {"parameters": parameter_count(model), "exporter": exporter, "simplifier": simplifier}
+    extra = {**extra, "parameters": parameter_count(model), "exporter": exporter, "simplifier": simplifier}
     meta = ExportMetadata(
         model=record.name, arch=record.spec.name, config={k: v for k, v in record.config.items() if k != "arch"},
         precision=precision, attention=attention, opset=opset, pad_multiple=spec.multiple,
