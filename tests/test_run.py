@@ -110,7 +110,7 @@ def test_bad_configurations_are_one_line() -> None:
         (dict(num_heads=[1, 2]), "num_heads needs 4 entries"),
         (dict(level_ops=["ssa", "mlp", "conv", "csa"]), "unknown level operator"),
         (dict(width=6, num_heads=[4, 1, 1, 1]), "attention width 6 is not divisible by 4 heads"),
-        (dict(window_size=0), "window_size must be positive"),
+        (dict(window_size=0), "window_size=0 \\(must be at least 1\\)"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -170,7 +170,9 @@ def test_export_is_clean_and_matches_eager(tiny_onnx, photo, static) -> None:
     x = np.concatenate([photo, photo[..., ::-1, :]])  # batch 2, 75x90: off the multiple of 8
     with torch.no_grad():
         ref = model(torch.from_numpy(x.copy())).numpy()
-    out = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"]).infer(x)
+    # The backend pads with the inference default (replicate); the eager reference pads as
+    # upstream does inside the network, so the backend is given the network's own mode.
+    out = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"], pad_mode=model.pad_mode).infer(x)
     assert out.shape == ref.shape and np.abs(out - ref).max() < 1e-4
 
 
