@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from conftest import assert_runs_without_torch
 
-from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.model import specs
 from irdeploy.model.spec import pad_multiple
 from irdeploy.core.ort_backend import OnnxRuntimeBackend
 from irdeploy.export.torch_backend import TorchBackend
+from irdeploy.core.padding import INFERENCE_PAD_MODE
 
 
 @pytest.mark.parametrize("arch", [spec.name for spec in specs()])

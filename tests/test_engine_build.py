@@ -19,7 +19,6 @@ from onnx import TensorProto, helper
 import irdeploy
 from conftest import requires_rtx
 
-from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.core.precision import PRECISIONS
 from irdeploy.export.precision import to_mixed_precision
 from irdeploy.model import record_of, specs
@@ -35,6 +34,7 @@ from irdeploy.runtime.tensorrt import (
     sidecar_path,
 )
 from irdeploy.runtime.tensorrt.profiles import graph_input, resolve_profile
+from irdeploy.core.padding import INFERENCE_PAD_MODE
 
 pytestmark = requires_rtx
 

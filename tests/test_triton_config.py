@@ -14,11 +14,11 @@ import pytest
 from google.protobuf import text_format
 
 from conftest import requires_rtx
+from irdeploy.core.padding import INFERENCE_PAD_MODE
 
-pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install \"irdeploy[serve]\")")
+pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install \".[serve]\")")
 from tritonclient.grpc import model_config_pb2 as pb  # noqa: E402
 
-from irdeploy.core.padding import INFERENCE_PAD_MODE
 from irdeploy.runtime.serving import ConfigOptions, ServingError, build_config, inspect_artifact, validate_config, write_repository  # noqa: E402
 from irdeploy.runtime.serving.config import to_text  # noqa: E402
 
