@@ -37,7 +37,8 @@ def test_export_announces_each_step_as_it_starts(tmp_path) -> None:
     for expected in ("folding constants", "checking the graph's structure"):
         assert any(m.startswith(expected) for m in starts), (expected, starts)
     parity = [m for m in starts if m.startswith("parity: ")]
-    assert len(parity) == 6 and {"parity: eager-fp32 on 1x3x32x32", "parity: eager-fp32 on 1x3x24x32"} <= set(parity)
+    assert len(parity) == 6 and {"parity: torch on 1x3x32x32", "parity: torch on 1x3x24x32",
+                                  "parity: ort (CPUExecutionProvider) on 1x3x24x32"} <= set(parity)
     ends = {e.key: e for _, e in events if e.kind == "end"}
     assert all(e.key in ends for _, e in events if e.kind == "start")  # every step is closed, errors or not
     assert ends[events[0][1].key].seconds > 0
@@ -49,7 +50,7 @@ def test_cli_plain_lines_without_control_codes_and_quiet(tmp_path, capsys) -> No
     err = capsys.readouterr().err
     assert not ANSI.search(err)
     assert "irdeploy: tracing M3SNet at 1x3x32x32 (torch.onnx dynamo exporter) ...\n" in err
-    assert "irdeploy:   parity: onnxruntime" not in err and "irdeploy: parity: onnxruntime" in err
+    assert "irdeploy:   parity: ort" not in err and "irdeploy: parity: ort (CPUExecutionProvider)" in err
     assert main(["inspect", str(out), "--no-tensorrt"]) == 0
     assert "irdeploy: checking the graph's structure" in capsys.readouterr().err
     assert main(["inspect", str(out), "--no-tensorrt", "--quiet"]) == 0
