@@ -802,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from irdeploy.core.tensorrt import TensorRTUnavailable
     from irdeploy.model import CheckpointError
 
-    from .tensorrt import NoGPUError
+    from .tensorrt import GPUError, NoGPUError
 
     from irdeploy.core.progress import ConsoleReporter, reporting
 
@@ -813,3 +813,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, ExportError, TensorRTUnavailable, NoGPUError, ValueError, TypeError, OSError) as exc:
         print(f"irdeploy {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except GPUError as exc:  # the input was fine; CUDA or TensorRT failed while running it
+        print(f"irdeploy {args.command}: error: {exc}", file=sys.stderr)
+        return 1

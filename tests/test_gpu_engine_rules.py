@@ -16,7 +16,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from irdeploy.runtime.tensorrt import EngineLoadError, TensorRTEngine
+from irdeploy.runtime.tensorrt import EngineLoadError, GPUError, TensorRTEngine
 from irdeploy.runtime.tensorrt import simulated
 from irdeploy.runtime.tensorrt.simulated import RuleBroken, SimulatedCuda, simulate, write_engine
 
@@ -206,12 +206,24 @@ def test_numpy_types_of_the_real_tensorrt_rtx_data_types():
 # -- defect 10: the smaller ones --------------------------------------------------------------------
 
 
-def test_a_rejected_tensor_address_is_one_line(tmp_path):
+def test_a_rejected_tensor_address_is_one_line(tmp_path, capsys):
     path = write_engine(tmp_path / "m.engine")
     with simulate(reject_addresses=True), TensorRTEngine(path) as engine:
-        with pytest.raises(RuntimeError, match="set_tensor_address") as info:
+        with pytest.raises(GPUError, match="set_tensor_address") as info:
             engine.infer(_batches()[0])
         _one_line(info.value)
+    # Through restore: the file is reported failed in one line, exit 1 (the input was fine, the GPU
+    # call failed), no traceback and no output.
+    from irdeploy.core.images import sample_path
+    from irdeploy.runtime.cli import main
+
+    with simulate(reject_addresses=True):
+        code = main(["restore", str(sample_path("chelsea.png")), "-o", str(tmp_path / "out"), "--engine", str(path)])
+    captured = capsys.readouterr()
+    failed = [line for line in captured.out.splitlines() if line.startswith("failed ")]
+    assert code == 1 and len(failed) == 1 and "set_tensor_address" in failed[0]
+    assert "Traceback" not in captured.out + captured.err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_no_execution_context_is_one_line(tmp_path):

@@ -12,7 +12,7 @@ check (:mod:`irdeploy.export.tensorrt_check`).
 
 from .build import ATTENTION_MODES, BuildResult, build_engine
 from .engine import TensorRTEngine
-from .errors import EngineBuildError, EngineLoadError, NoGPUError
+from .errors import EngineBuildError, EngineLoadError, GPUError, NoGPUError
 from .profiles import Profile, parse_shapes
 from .sidecar import read_sidecar, sidecar_path
 
@@ -21,6 +21,7 @@ __all__ = [
     "BuildResult",
     "EngineBuildError",
     "EngineLoadError",
+    "GPUError",
     "NoGPUError",
     "Profile",
     "TensorRTEngine",

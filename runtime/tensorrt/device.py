@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .errors import CudaUnusableError, DriverTooOldError, NoGPUError
+from .errors import CudaUnusableError, DriverTooOldError, GPUError, NoGPUError
 
 NO_GPU = "no NVIDIA GPU / CUDA driver"
 _INSUFFICIENT_DRIVER, _CALL_REQUIRES_NEWER_DRIVER, _NO_DEVICE = 35, 36, 100
@@ -86,7 +86,7 @@ def check(result: Any, what: str) -> Any:
             raise diagnose(rt, err, what)
         name = rt.cudaGetErrorName(err)[1].decode()
         text = rt.cudaGetErrorString(err)[1].decode()
-        raise RuntimeError(f"CUDA: {what} failed with {name} ({text})")
+        raise GPUError(f"CUDA: {what} failed with {name} ({text})")
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)

@@ -47,7 +47,7 @@ from irdeploy.core.shapes import format_shape
 from irdeploy.core.tensorrt import INSTALL, MODULES, NAMES, TensorRTUnavailable, import_tensorrt, make_logger
 
 from .device import GPU, NO_GPU, check, cudart, current_gpu, rtx_capabilities
-from .errors import EngineLoadError, NoGPUError
+from .errors import EngineLoadError, GPUError, NoGPUError
 from .profiles import Profile
 from .sidecar import read_sidecar
 
@@ -327,12 +327,12 @@ class TensorRTEngine:
             raise ValueError(f"TensorRT rejected input shape {format_shape(shape)}")
         for name, ptr in ((self.input_name, device_in), (self.output_name, device_out)):
             if not ctx.set_tensor_address(name, int(ptr)):
-                raise RuntimeError(f"TensorRT rejected the address {int(ptr):#x} of {name!r} (set_tensor_address "
+                raise GPUError(f"TensorRT rejected the address {int(ptr):#x} of {name!r} (set_tensor_address "
                                    f"returned False: {self._logger.first_error('no reason given')[:200]})")
 
     def _execute(self, ctx: Any, stream: Any) -> None:
         if not ctx.execute_async_v3(int(stream)):
-            raise RuntimeError(f"TensorRT execution failed: {self._logger.first_error('no reason given')[:300]}")
+            raise GPUError(f"TensorRT execution failed: {self._logger.first_error('no reason given')[:300]}")
 
     def _buffers_for(self, shape: tuple[int, ...]) -> _Buffers:
         if shape in self._buffers:

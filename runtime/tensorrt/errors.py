@@ -15,6 +15,11 @@ class EngineLoadError(ValueError):
     """The engine must not be run here: missing/stale sidecar, corrupt file, wrong GPU or TensorRT."""
 
 
+class GPUError(RuntimeError):
+    """A CUDA or TensorRT call failed while running (an error code, a rejected address, a failed
+    enqueue): one line with the call and the reason, for the CLI to print instead of a traceback."""
+
+
 class NoGPUError(RuntimeError):
     """Running (or building for the current GPU) needs an NVIDIA GPU and its driver."""
 
