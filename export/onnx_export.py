@@ -15,7 +15,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import onnx
 import torch
 from torch import nn
 

@@ -20,7 +20,6 @@ from irdeploy.core.precision import (
     CALIBRATION_METHODS,
     ENGINE_PRECISIONS,
     EXPORT_PRECISIONS,
-    PRECISIONS,
     QUANTIZED,
     REDUCED,
 )

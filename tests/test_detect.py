@@ -11,7 +11,6 @@ from conftest import FIXTURES
 
 from irdeploy.core.metadata import ExportMetadata
 from irdeploy.model import available, create, load_model, presets, record_of, specs
-from irdeploy.model.checkpoint import read_state_dict
 from irdeploy.model.detect import DetectionError, detect
 from irdeploy.model.init import randomize_constants
 

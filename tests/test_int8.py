@@ -21,7 +21,7 @@ import torch
 from conftest import TINY, requires_rtx
 from onnx import TensorProto, helper, numpy_helper
 
-from irdeploy.core.images import SAMPLES, psnr, sample_path
+from irdeploy.core.images import SAMPLES, sample_path
 from irdeploy.core.metadata import ExportMetadata
 from irdeploy.export.calibration import calibration_crops, calibration_images
 from irdeploy.export.int8 import quantize_for_export

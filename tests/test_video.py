@@ -10,7 +10,6 @@ checkpoint, exported once per session.
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import subprocess
 import sys

@@ -47,7 +47,6 @@ def _cells(row: Row, notes: list[str], columns: list[str]) -> list[str]:
 def print_table(result: BenchResult, title: str = "irdeploy bench", console: Any = None) -> None:
     """Print ``result`` on stdout as a table that fits 80 columns (latencies in ms, ``speed`` =
     eager fp32's median over the row's), with numbered notes, the unstable hint and the machine."""
-    from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

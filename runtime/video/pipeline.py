@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 
 from .decode import SequenceSource, SourceFrame, VideoSource, is_sequence_pattern
 from .encode import SequenceWriter, SourceTags, VideoWriter
