@@ -5,6 +5,14 @@ shapes (``spec.detect``); a guess counts only if the network built from it on th
 (no memory, milliseconds) has exactly the state dict's keys and shapes. The preset is the one
 whose network has those shapes too. A state dict no architecture reproduces gets one line
 naming the closest architecture and what differs.
+
+Shapes do not hold every constructor argument: RUN's window attention has no parameter that
+depends on ``window_size`` or on its head count, and Restormer's deraining, deblurring and
+defocus presets are one network. Detection says so instead of choosing silently: the arguments a
+spec declares unread (``ModelSpec.unread``) are reported as *assumed*, with the value used, and
+the other presets with the same shapes are named beside the one picked. (tests/test_detect.py
+probes every architecture for arguments whose other values build the same shapes, so a spec
+that forgets to declare one fails there.)
 """
 
 from __future__ import annotations
@@ -27,10 +35,27 @@ class DetectionError(CheckpointError):
 
 
 @dataclass(frozen=True)
+class Assumed:
+    """A constructor argument the weights do not determine, and the value detection used."""
+
+    name: str
+    value: Any
+    entries: tuple[int, ...] = ()  # for a list: the positions the weights leave open (others are read)
+
+    def __str__(self) -> str:
+        text = f"{self.name}={_norm(self.value)}"
+        if self.entries and len(self.entries) < len(self.value):
+            text += f" ({'entry' if len(self.entries) == 1 else 'entries'} {', '.join(map(str, self.entries))})"
+        return text
+
+
+@dataclass(frozen=True)
 class Detection:
     arch: str
     preset: str | None
     kwargs: dict[str, Any]  # constructor arguments that differ from the preset's (or the defaults)
+    assumed: tuple[Assumed, ...] = ()  # arguments taken from the preset or defaults, not read
+    same_shapes: tuple[str, ...] = ()  # other presets whose networks have exactly these shapes
 
     @property
     def name(self) -> str:
@@ -40,7 +65,14 @@ class Detection:
     def describe(self) -> str:
         what = f"preset {self.preset} ({self.arch})" if self.preset else f"architecture {self.arch}"
         args = ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
-        return what + (f" with {args}" if args else "")
+        text = what + (f" with {args}" if args else "")
+        if self.same_shapes:
+            text += (f"; {', '.join(self.same_shapes)} {'has' if len(self.same_shapes) == 1 else 'have'} the same "
+                     "shapes (pass --model to name another)")
+        if self.assumed:
+            text += (f"; assumed, not in the weights: {', '.join(map(str, self.assumed))} "
+                     "(pass --arg KEY=VALUE if yours differ)")
+        return text
 
 
 def _shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -73,14 +105,18 @@ def _pattern(key: str) -> str:
 
 def _preset(spec: ModelSpec, kwargs: Mapping[str, Any], want: Mapping[str, tuple[int, ...]]) -> Detection:
     defaults = spec.defaults()
-    for p in spec.presets:
-        if _built(spec, p.kwargs) == want:
-            settings = {**defaults, **p.kwargs}
-            return Detection(spec.name, p.name, {k: v for k, v in kwargs.items() if _norm(settings.get(k)) != _norm(v)})
+    settings = {**defaults, **kwargs}
+    unread = spec.unread(settings) if spec.unread is not None else {}
+    assumed = tuple(Assumed(name, settings[name], tuple(entries)) for name, entries in unread.items())
+    fitting = [p for p in spec.presets if _built(spec, p.kwargs) == want]
+    if fitting:
+        base = {**defaults, **fitting[0].kwargs}
+        return Detection(spec.name, fitting[0].name, {k: v for k, v in kwargs.items() if _norm(base.get(k)) != _norm(v)},
+                         assumed, tuple(p.name for p in fitting[1:]))
     # create(arch) builds the preset of the same name where there is one (MHNet's "mhnet")
     same_name = next((p.kwargs for p in spec.presets if p.name == spec.name), {})
     base = {**defaults, **same_name}
-    return Detection(spec.name, None, {k: v for k, v in kwargs.items() if _norm(base.get(k)) != _norm(v)})
+    return Detection(spec.name, None, {k: v for k, v in kwargs.items() if _norm(base.get(k)) != _norm(v)}, assumed)
 
 
 def _norm(value: Any) -> Any:

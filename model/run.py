@@ -179,6 +179,13 @@ def _detect(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
             "ffn_expand": hidden / (width << levels)}
 
 
+def _unread(settings: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Window attention's window and head count shape no parameter: detection assumes them
+    wherever a level is SSA (the conv levels use neither; the CSA heads size ``temperature``)."""
+    ssa = tuple(i for i, op in enumerate(settings["level_ops"]) if op == "ssa")
+    return {"num_heads": ssa, "window_size": ()} if ssa else {}
+
+
 SPEC = ModelSpec(
     name="run",
     network=RUN,
@@ -201,4 +208,5 @@ SPEC = ModelSpec(
     attention_cores=(ChannelAttention,),
     layernorms=(LayerNorm2d,),
     detect=_detect,
+    unread=_unread,
 )

@@ -31,7 +31,8 @@ Registering an architecture, e.g. ``model/mynet.py``::
         detect=detect_mynet,                     # state dict -> constructor kwargs, or None
         # optional: image=lambda out: out[0]     (which output is the image; default: it, or its first)
         #           onnx23="why no opset-23 Attention form"; tlc=False (no global pools to convert);
-        #           edge_loss_weight=0.05 (the published recipe); layouts=(...) (default: LAYOUTS)
+        #           edge_loss_weight=0.05 (the published recipe); layouts=(...) (default: LAYOUTS);
+        #           unread=... (settings -> the arguments no weight shape shows; see model/run.py)
     )
 
 and ``"mynet"`` in ``BUILTIN``. The test suite then exports, builds, restores, benches, trains
@@ -59,6 +60,8 @@ from irdeploy.core.padding import PAD_MODES
 LAYOUTS = ("state_dict", "params", "params_ema", "bare", "module.")
 
 Detector = Callable[[Mapping[str, torch.Tensor]], "dict[str, Any] | None"]
+# settings -> {argument: list entries left open, () for all of it}: what no tensor shape shows
+Unread = Callable[[Mapping[str, Any]], "dict[str, tuple[int, ...]]"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class ModelSpec:
     norms: tuple[type[nn.Module], ...] = ()  # other normalisations (not one LayerNormalization each)
     layouts: tuple[str, ...] = LAYOUTS
     detect: Detector | None = None
+    unread: Unread | None = None  # constructor arguments detection assumes (no shape shows them)
     edge_loss_weight: float = 0.0  # the published training recipe's edge-loss weight
     tlc: bool = True  # has global average pools for the test-time local converter
 
