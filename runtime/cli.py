@@ -771,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
     p.set_defaults(func=_cmd_triton)
 
-    p = sub.add_parser("serve", help="serve an ONNX graph or engine with Triton (PyTriton), dynamic batching")
+    p = sub.add_parser("serve", help="serve an ONNX graph or engine with Triton Inference Server, dynamic batching")
     artifact = p.add_mutually_exclusive_group(required=True)
     artifact.add_argument("--onnx", help="serve this ONNX graph with ONNX Runtime")
     artifact.add_argument("--engine", help="serve this TensorRT engine (needs a GPU)")
@@ -787,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", help="Triton's log (default: standard output)")
     p.add_argument("--open-statistics", action="store_true",
                    help="serve Triton's statistics endpoint without an access token, so perf_analyzer can run "
-                        "(loopback --host only; the other admin endpoints keep PyTriton's token)")
+                        "(loopback --host only; the other admin endpoints keep the server's access token)")
     p.set_defaults(func=_cmd_serve)
     for verb in sub.choices.values():  # every verb: --quiet silences the progress messages on stderr
         if not any("--quiet" in action.option_strings for action in verb._actions):

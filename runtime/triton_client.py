@@ -54,7 +54,7 @@ def restore(url: str, images: Sequence[np.ndarray], *, model: str = DEFAULT_MODE
             image = np.asarray(image, dtype=np.float32)
             if image.ndim != 3 or image.shape[-1] != contract.channels:
                 raise ServingError(f"expected HxWx{contract.channels} images, got shape {image.shape}")
-            if min(image.shape[:2]) < 1:  # the server's transport cannot carry it (PyTriton fails on a zero dimension)
+            if min(image.shape[:2]) < 1:  # refused here, before a round trip, as the server would
                 raise ServingError(f"image {image.shape[0]}x{image.shape[1]} is empty; H and W must be at least 1")
             payload = contract.encode(image)
             tensor = tc.InferInput(contract.input, list(payload.shape), contract.datatype)
@@ -106,8 +106,8 @@ def _contract(client: Any, model: str, protocol: str) -> _Contract:
 
 
 def _reason(message: str) -> str:
-    """One line from a server error: the exception line of a Python traceback (PyTriton sends
-    the whole traceback of a failed model call), else the first line."""
+    """One line from a server error: ``irdeploy serve`` sends one already; a Python-backend model
+    of another server (PyTriton's, for one) may send a whole traceback: its exception line."""
     lines = [line.strip() for line in message.replace("\\n", "\n").splitlines() if line.strip()]
     raised = [line for line in lines if _RAISED.match(line)]
     return (raised[-1] if raised else lines[0] if lines else "request failed")[:400]

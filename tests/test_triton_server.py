@@ -1,8 +1,10 @@
-"""``irdeploy serve``: a real Triton Inference Server (PyTriton) on 127.0.0.1, CPU, ONNX Runtime.
+"""``irdeploy serve``: a real Triton Inference Server on 127.0.0.1, CPU, ONNX Runtime, irdeploy's
+Python-backend model.
 
 One server for the module, a tiny exported M3SNet, real photographs over HTTP and gRPC, compared
-with the same graph run locally; concurrent requests, bad requests, and a clean shutdown.
-Every request loop is bounded in count and time.
+with the same graph run locally; concurrent requests, bad requests read with Triton's own
+clients (one line each, the batch-mates still answered), a failing backend, and a clean
+shutdown. Every request loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (pip install \".[serve]\")")
+pytest.importorskip("pytriton", reason="nvidia-pytriton (Triton's binaries) is not installed (pip install \".[serve]\")")
 import tritonclient.grpc as grpcclient  # noqa: E402
 import tritonclient.http as httpclient  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -26,6 +29,7 @@ from irdeploy.core.ort_backend import OnnxRuntimeBackend  # noqa: E402
 from irdeploy.runtime.serving import ServingError, TritonServer  # noqa: E402
 from irdeploy.runtime.serving.batching import infer_by_size  # noqa: E402
 from irdeploy.runtime.serving.pixels import to_float, to_uint8  # noqa: E402
+from irdeploy.runtime.serving.python_model import failure_line, respond_by_size  # noqa: E402
 from irdeploy.runtime.serving.server import free_port  # noqa: E402
 from irdeploy.runtime.triton_client import restore  # noqa: E402
 
@@ -56,7 +60,7 @@ def server(graph, tmp_path_factory):
 
 def test_statistics_answer_without_a_token_for_perf_analyzer(server):
     """What perf_analyzer reads before and after measuring: the statistics of one model, over HTTP
-    and gRPC, with no access token; the other admin endpoints keep PyTriton's token."""
+    and gRPC, with no access token; the other admin endpoints keep the server's access token."""
     restore(server.http_url, IMAGES[:1])  # at least one request counted
     for module, url in ((httpclient, server.http_url), (grpcclient, server.grpc_url)):
         client = module.InferenceServerClient(url.split("://")[1])
@@ -126,9 +130,8 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, local):
         "float64 data": ("input", good.astype(np.float64), "FP64", "data-type"),
         "no batch dimension": ("input", good[0], "FP32", "shape"),
         "four channels": ("input", np.zeros((1, 4, 32, 32), np.float32), "FP32", "shape"),
-        # Fails inside PyTriton's request transport (its Python-backend stub cannot copy a tensor
-        # with a zero dimension), before irdeploy's size check can run: any error will do.
-        "empty image": ("input", np.zeros((1, 3, 0, 32), np.float32), "FP32", None),
+        "empty image": ("input", np.zeros((1, 3, 0, 32), np.float32), "FP32", "image 0x32 is outside what this server accepts"),
+        "empty image to the image model": ("image", np.zeros((1, 32, 0, 3), np.uint8), "UINT8", "image 32x0 is outside"),
         "batch above max": ("input", np.repeat(good, MAX_BATCH + 1, axis=0), "FP32", "batch-size"),
         "image above max size": ("input", np.zeros((1, 3, 200, 64), np.float32), "FP32", "outside what this server accepts"),
         "float pixels to the image model": ("image", np.zeros((1, 32, 32, 3), np.float32), "FP32", "data-type"),
@@ -140,11 +143,82 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, local):
                 model = server.name + ("_image" if name == "image" else "")
                 with pytest.raises(InferenceServerException, match=message) as caught:
                     _infer(client, module, model, name, array, datatype)
-                assert caught.value.message(), label
+                _assert_one_line(caught.value.message(), label)
                 out = _infer(client, module, server.name, "input", good, "FP32").as_numpy("output")
                 np.testing.assert_allclose(out[0].transpose(1, 2, 0), local(IMAGES[1]), atol=1e-5, err_msg=label)
         finally:
             client.close()
+
+
+def _assert_one_line(message: str, label: str = "") -> None:
+    """What a Triton client reads: one line, no traceback, no server file path."""
+    assert message and "\n" not in message.strip(), (label, message)
+    assert "Traceback" not in message and ".py" not in message, (label, message)
+
+
+def test_a_refused_request_does_not_fail_its_batch_mates(server, local):
+    """Requests the batcher may schedule together: the oversized one fails alone, in one line."""
+    good, big = to_batch(IMAGES[2]), np.zeros((1, 3, 200, 64), np.float32)
+    jobs = [good, big, good, good, big, good]
+
+    def send(array):
+        client = grpcclient.InferenceServerClient(server.grpc_url.split("://")[1])
+        try:
+            return _infer(client, grpcclient, server.name, "input", array, "FP32").as_numpy("output")
+        except InferenceServerException as exc:
+            return exc
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        answers = list(pool.map(send, jobs, timeout=120))
+    for array, answer in zip(jobs, answers):
+        if array is big:
+            assert isinstance(answer, InferenceServerException) and "INVALID_ARGUMENT" in str(answer.status())
+            _assert_one_line(answer.message())
+        else:
+            np.testing.assert_allclose(answer[0].transpose(1, 2, 0), local(IMAGES[2]), atol=1e-5)
+
+
+def test_a_failing_backend_is_one_line_to_clients_and_a_traceback_in_the_log(tiny_onnx, tmp_path):
+    """A fixed 64x64 graph fed 48x48: ONNX Runtime fails inside the server. HTTP and gRPC clients
+    read one line naming the failure; the traceback is in Triton's log only."""
+    static = tiny_onnx("m3snet", static=(1, 64, 64))[0]
+    log = tmp_path / "triton.log"
+    with TritonServer(static, max_batch=1, threads=1, log_file=log) as running:
+        for module, url in ((httpclient, running.http_url), (grpcclient, running.grpc_url)):
+            client = module.InferenceServerClient(url.split("://")[1])
+            try:
+                with pytest.raises(InferenceServerException) as caught:
+                    _infer(client, module, running.name, "input", np.zeros((1, 3, 48, 48), np.float32), "FP32")
+                _assert_one_line(caught.value.message(), module.__name__)
+                assert "invalid dimensions" in caught.value.message()
+                assert caught.value.message().endswith("(the server log has the traceback)")
+                ok = _infer(client, module, running.name, "input", np.zeros((1, 3, 64, 64), np.float32), "FP32")
+                assert ok.as_numpy("output").shape == (1, 3, 64, 64)
+            finally:
+                client.close()
+    assert "Traceback (most recent call last)" in log.read_text()
+
+
+def test_respond_by_size_fails_only_the_size_that_failed():
+    """The per-request rule of the server's model, without a server: refusals pass through, a
+    size whose call raises gets one line per request, the other sizes still run."""
+    logged = []
+
+    def run(batches):
+        if batches[0].shape[-1] == 7:
+            raise RuntimeError("kernel exploded\nsecond line")
+        return [b * 2 for b in batches]
+
+    arrays = [np.ones((1, 3, 4, 4)), "image 0x4 is outside", np.ones((2, 3, 4, 7)), np.ones((1, 3, 4, 4))]
+    results = respond_by_size(arrays, run, logged.append)
+    assert results[1] == "image 0x4 is outside"
+    assert results[2] == "RuntimeError: kernel exploded second line (the server log has the traceback)"
+    np.testing.assert_array_equal(results[0], arrays[0] * 2)
+    np.testing.assert_array_equal(results[3], arrays[3] * 2)
+    assert len(logged) == 1 and "Traceback" in logged[0] and "kernel exploded" in logged[0]
+    assert failure_line(ServingError("too big\n  by far")) == "too big by far"
 
 
 def test_client_errors_are_one_line(server):
@@ -154,10 +228,10 @@ def test_client_errors_are_one_line(server):
         restore("ftp://127.0.0.1:1", IMAGES[:1])
     with pytest.raises(ServingError, match="expected HxWx3 images"):
         restore(server.grpc_url, [IMAGES[0][..., 0]])
-    for url in (server.http_url, server.grpc_url):  # a server-side refusal: PyTriton's traceback reduced to its line
+    for url in (server.http_url, server.grpc_url):  # a server-side refusal
         with pytest.raises(ServingError, match="outside what this server accepts") as caught:
             restore(url, [np.zeros((200, 64, 3), np.float32)])
-        assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+        _assert_one_line(str(caught.value))
     with pytest.raises(ServingError, match="image 0x64 is empty"):  # refused before it is sent
         restore(server.grpc_url, [np.zeros((0, 64, 3), np.float32)])
 
@@ -210,6 +284,39 @@ def test_cli_serve_until_interrupted(graph, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_killed_server_process_leaves_no_triton_behind(graph):
+    """SIGKILL of the process that started Triton (no cleanup runs): Triton gets the parent-death
+    signal and its port closes."""
+    http = free_port()
+    grpc = next(port for port in iter(free_port, None) if port != http)
+    script = ("import sys, time\nfrom irdeploy.runtime.serving import TritonServer\n"
+              f"TritonServer(sys.argv[1], http_port={http}, grpc_port={grpc}, threads=1, log_file=sys.argv[2]).start()\n"
+              "print('up', flush=True)\ntime.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(graph), "/dev/null"], stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(240, proc.kill)
+    watchdog.start()
+    try:
+        assert "up" in proc.stdout.readline()
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{http}")
+        assert client.is_server_live()
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                client.is_server_live()
+            except Exception:  # noqa: BLE001 - refused connection: Triton is gone
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"Triton still answers on port {http} 30 s after its parent was killed")
+        client.close()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_client_pads_for_a_repository_model(graph, local):

@@ -2,11 +2,12 @@
 
 - :func:`write_repository` (``irdeploy triton``): a Triton model repository for an ONNX graph or
   TensorRT engine, its ``config.pbtxt`` generated and validated with Triton's own protobuf schema.
-- :class:`TritonServer` (``irdeploy serve``): a real Triton server (through PyTriton) running an
-  irdeploy backend with dynamic batching.
+- :class:`TritonServer` (``irdeploy serve``): a real Triton server running an irdeploy backend in
+  Triton's Python backend (:mod:`.python_model`), with dynamic batching; the ``tritonserver``
+  binary comes from the nvidia-pytriton wheel (:mod:`.tritonserver`).
 
-Nothing here imports ``tritonclient`` or ``pytriton`` at import time: both come with the
-``serve`` extra and are loaded by the functions that need them.
+Nothing here imports ``tritonclient`` at import time, and PyTriton's Python API is not used:
+both wheels come with the ``serve`` extra and are loaded by the functions that need them.
 """
 
 from .artifact import ArtifactSpec, TensorSpec, inspect_artifact
