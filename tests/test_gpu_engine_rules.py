@@ -277,3 +277,132 @@ def test_the_chosen_device_index_is_used(tmp_path):
             TensorRTEngine(path)  # device 0 is the other GPU
         with TensorRTEngine(path, device=1) as engine:
             assert cuda.device == 1 and engine.gpu.name == gpus[1][0]
+
+
+# -- review leftovers: every allocation is released when a step fails --------------------------------
+
+
+class FailingSync(SimulatedCuda):
+    """A device whose stream synchronize reports an error once ``failing`` is set: the stream's
+    work has ended and an asynchronous fault in it surfaces there; everything else follows the
+    simulator's rules."""
+
+    failing = False
+
+    def cudaStreamSynchronize(self, stream):
+        result = super().cudaStreamSynchronize(stream)
+        return (self.cudaError_t.cudaErrorUnknown,) if self.failing else result
+
+
+def _use_everything(cuda: SimulatedCuda, engine: TensorRTEngine) -> int:
+    """Buffers for two shapes, one device output and one launcher; returns the caller's input."""
+    batch = _batches()[0]
+    for b in _batches():
+        engine.infer(b)
+    ptr = cuda.cudaMalloc(batch.nbytes)[1]
+    cuda.cudaMemcpy(ptr, batch.ctypes.data, batch.nbytes, cuda.cudaMemcpyKind.cudaMemcpyHostToDevice)
+    engine.infer_device(ptr, batch.shape)
+    engine.launcher(ptr, batch.shape)()
+    return ptr
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_close_releases_everything_when_synchronize_fails(tmp_path, cuda_graph):
+    path = write_engine(tmp_path / "m.engine")
+    with simulate(FailingSync()) as cuda:
+        engine = TensorRTEngine(path, cuda_graph=cuda_graph)
+        ptr = _use_everything(cuda, engine)
+        cuda.failing = True
+        with pytest.raises(GPUError, match="cudaStreamSynchronize failed with cudaErrorUnknown"):
+            engine.close()
+        engine.close()  # once closed, closed: nothing is freed twice
+        cuda.cudaFree(ptr)
+        assert cuda.leaks() == []
+
+
+def test_close_releases_everything_when_the_runtime_cache_cannot_be_written(tmp_path):
+    path = write_engine(tmp_path / "m.engine", flavour="rtx")
+    folder = tmp_path / "caches"
+    folder.mkdir()
+    with simulate() as cuda:
+        engine = TensorRTEngine(path, runtime_cache=folder / "rtx.cache", cuda_graph=True)
+        ptr = _use_everything(cuda, engine)
+        folder.rmdir()
+        folder.write_text("a file where the cache's folder was")
+        with pytest.raises(OSError, match="caches"):
+            engine.close()
+        cuda.cudaFree(ptr)
+        assert cuda.leaks() == []
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_a_launcher_or_buffers_that_cannot_be_bound_free_their_memory(tmp_path, cuda_graph):
+    path = write_engine(tmp_path / "m.engine")
+    batch = _batches()[0]
+    with simulate(reject_addresses=True) as cuda:
+        engine = TensorRTEngine(path, cuda_graph=cuda_graph)
+        ptr = cuda.cudaMalloc(batch.nbytes)[1]
+        with pytest.raises(GPUError, match="rejected the address"):
+            engine.launcher(ptr, batch.shape)
+        held = dict(cuda.memory)
+        with pytest.raises(GPUError, match="rejected the address"):
+            engine.infer(batch)  # with cuda_graph the shape's own context is bound as its buffers are made
+        if cuda_graph:  # (without, the buffers are kept for the shape, bound per run, and freed at close)
+            assert cuda.memory == held
+        engine.close()
+        cuda.cudaFree(ptr)
+        assert cuda.leaks() == []
+
+
+def test_a_launcher_whose_first_run_fails_frees_its_output(tmp_path):
+    path = write_engine(tmp_path / "m.engine")
+    batch = _batches()[0]
+    with simulate(FailingSync()) as cuda:
+        engine = TensorRTEngine(path)
+        ptr = cuda.cudaMalloc(batch.nbytes)[1]
+        cuda.failing = True
+        with pytest.raises(GPUError, match="cudaStreamSynchronize"):
+            engine.launcher(ptr, batch.shape)
+        assert set(cuda.memory) == {ptr}
+        cuda.failing = False
+        engine.close()
+        cuda.cudaFree(ptr)
+        assert cuda.leaks() == []
+
+
+class NoSecondEvent(SimulatedCuda):
+    """A device that runs out of resources after one event."""
+
+    def cudaEventCreate(self):
+        if self.events:
+            return self._err("cudaErrorMemoryAllocation")
+        return super().cudaEventCreate()
+
+
+@pytest.mark.parametrize("failure", ["address", "event"])
+def test_the_bench_probe_frees_what_it_made_when_setup_fails(tmp_path, failure):
+    from irdeploy.runtime.backends import TensorRTBackend
+    from irdeploy.runtime.bench.gpu import TensorRTProbe
+
+    path = write_engine(tmp_path / "m.engine")
+    cuda, options = (SimulatedCuda(), {"reject_addresses": True}) if failure == "address" else (NoSecondEvent(), {})
+    with simulate(cuda, **options):
+        with TensorRTBackend(path) as backend:
+            with pytest.raises(GPUError, match="rejected the address" if failure == "address" else "cudaEventCreate"):
+                TensorRTProbe(backend, _batches()[0])
+        assert cuda.leaks() == []
+
+
+def test_the_simulator_refuses_released_handles():
+    cuda = SimulatedCuda()
+    stream = cuda.cudaStreamCreate()[1]
+    event = cuda.cudaEventCreate()[1]
+    assert int(cuda.cudaEventDestroy(event)[0]) == 0
+    assert cuda.cudaEventDestroy(event)[0].name == "cudaErrorInvalidResourceHandle"
+    assert cuda.cudaEventRecord(event, stream)[0].name == "cudaErrorInvalidResourceHandle"
+    graph_exec = cuda.cudaGraphInstantiate([], 0)[1]
+    assert cuda.leaks() == ["1 stream(s)", "1 graph executable(s)"]
+    assert int(cuda.cudaGraphExecDestroy(graph_exec)[0]) == 0
+    assert cuda.cudaGraphLaunch(graph_exec, stream)[0].name == "cudaErrorInvalidResourceHandle"
+    cuda.cudaStreamDestroy(stream)
+    assert cuda.leaks() == []

@@ -76,17 +76,25 @@ class TensorRTProbe:
     def __init__(self, backend: Any, batch: np.ndarray) -> None:
         from irdeploy.core.padding import pad_batch
         from irdeploy.runtime.tensorrt.device import check, cudart
+        from irdeploy.runtime.tensorrt.engine import release
 
         self.rt, self.check, self.engine = cudart(), check, backend.engine
         rt = self.rt
         dtype = self.engine._dtypes[self.engine.input_name]
         padded = np.ascontiguousarray(pad_batch(batch, backend.pad_multiple, backend.pad_mode)).astype(dtype)
-        self.input = check(rt.cudaMalloc(padded.nbytes), "cudaMalloc")
-        check(rt.cudaMemcpy(self.input, padded.ctypes.data, padded.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice),
-              "cudaMemcpy")
-        self.launch = self.engine.launcher(self.input, padded.shape)
-        self.start = check(rt.cudaEventCreate(), "cudaEventCreate")
-        self.end = check(rt.cudaEventCreate(), "cudaEventCreate")
+        self.input: int | None = None
+        self.launch: Any = None
+        self.events: list[Any] = []
+        try:  # a step that fails releases what the earlier ones made (close), then raises
+            self.input = check(rt.cudaMalloc(padded.nbytes), "cudaMalloc")
+            check(rt.cudaMemcpy(self.input, padded.ctypes.data, padded.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice),
+                  "cudaMemcpy")
+            self.launch = self.engine.launcher(self.input, padded.shape)
+            for _ in range(2):
+                self.events.append(check(rt.cudaEventCreate(), "cudaEventCreate"))
+        except BaseException as exc:
+            release(self.close, first=exc)
+        self.start, self.end = self.events
 
     def __call__(self) -> int:
         rt, check, stream = self.rt, self.check, self.engine.stream
@@ -97,15 +105,18 @@ class TensorRTProbe:
         return int(check(rt.cudaEventElapsedTime(self.start, self.end), "cudaEventElapsedTime") * 1e6)
 
     def close(self) -> None:
+        """Release the launcher, the input and the events; each step runs even when one fails."""
+        from irdeploy.runtime.tensorrt.engine import release
+
         if self.input is None:
             return
-        rt, check = self.rt, self.check
-        check(rt.cudaStreamSynchronize(self.engine.stream), "cudaStreamSynchronize")
-        self.launch.close()
-        check(rt.cudaFree(self.input), "cudaFree")
-        for event in (self.start, self.end):
-            check(rt.cudaEventDestroy(event), "cudaEventDestroy")
-        self.input = None
+        rt, check, stream = self.rt, self.check, self.engine.stream
+        launch, ptr, events = self.launch, self.input, self.events
+        self.launch, self.input, self.events = None, None, []
+        release(lambda: check(rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize"),
+                *([launch.close] if launch is not None else []),
+                lambda: check(rt.cudaFree(ptr), "cudaFree"),
+                *(lambda event=event: check(rt.cudaEventDestroy(event), "cudaEventDestroy") for event in events))
 
 
 def device_memory_used_mb() -> float | None:

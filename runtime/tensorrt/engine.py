@@ -25,6 +25,11 @@ TensorRT-RTX compiles shape-specialised kernels for dynamic shapes; its default 
 fallback kernel until they are ready, so two runs of one input can differ in the last bits. The
 engine sets the strategy explicitly: the sidecar's (``eager`` unless the build chose otherwise),
 or ``kernel_specialization``.
+
+Teardown never stops at its first error: :meth:`TensorRTEngine.close`, a :class:`Launcher` or a
+shape's buffers whose setup fails part-way, release every allocation they made (device and
+pinned memory, graphs, the stream) and then raise the first error (:func:`release`); otherwise a
+failed synchronize or cache write would keep device memory allocated until the process ends.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import importlib.util
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -58,6 +63,23 @@ KERNEL_SPECIALIZATIONS = {"eager": "EAGER", "lazy": "LAZY", "none": "NONE"}
 DEFAULT_KERNEL_SPECIALIZATION = "eager"
 # TensorRT I/O types numpy lacks: TensorRT's FP8 is E4M3.
 _ML_DTYPES = {"BF16": "bfloat16", "FP8": "float8_e4m3fn"}
+
+
+def release(*steps: Callable[[], object], first: BaseException | None = None) -> None:
+    """Run every teardown step even when one raises, then raise the first error (``first``: one
+    that happened before the teardown, which is then the one raised)."""
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the remaining steps
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+def _call(function: Callable[..., Any], what: str, *args: Any) -> Callable[[], None]:
+    """A teardown step: the CUDA call ``function(*args)``, checked."""
+    return lambda: check(function(*args), what)
 
 
 def numpy_dtype(trt: ModuleType, dtype: Any) -> np.dtype:
@@ -106,13 +128,16 @@ class Launcher:
         self.engine, self.shape = engine, shape
         self.context = engine._new_context()
         self.output_shape = engine._output_shape(self.context, shape)
-        self.output_ptr = engine._malloc(self.output_shape, engine.output_name)
+        self.output_ptr: int | None = engine._malloc(self.output_shape, engine.output_name)
         self.graph_exec: Any = None
-        engine._bind(self.context, shape, input_ptr, self.output_ptr)
-        engine._execute(self.context, engine.stream)  # the ordinary enqueue TensorRT needs before a capture
-        check(engine._rt.cudaStreamSynchronize(engine.stream), "cudaStreamSynchronize")
-        if engine._captures_by_hand:
-            self.graph_exec = engine._capture(self.context, shape)
+        try:
+            engine._bind(self.context, shape, input_ptr, self.output_ptr)
+            engine._execute(self.context, engine.stream)  # the ordinary enqueue TensorRT needs before a capture
+            check(engine._rt.cudaStreamSynchronize(engine.stream), "cudaStreamSynchronize")
+            if engine._captures_by_hand:
+                self.graph_exec = engine._capture(self.context, shape)
+        except BaseException as exc:
+            release(self.close, first=exc)
 
     @property
     def path(self) -> str:
@@ -127,11 +152,10 @@ class Launcher:
     def close(self) -> None:
         if self.output_ptr is None:
             return
-        rt = self.engine._rt
-        if self.graph_exec is not None:
-            check(rt.cudaGraphExecDestroy(self.graph_exec), "cudaGraphExecDestroy")
-        check(rt.cudaFree(self.output_ptr), "cudaFree")
-        self.output_ptr = None
+        rt, graph_exec, output_ptr = self.engine._rt, self.graph_exec, self.output_ptr
+        self.graph_exec = self.output_ptr = None
+        graph = [_call(rt.cudaGraphExecDestroy, "cudaGraphExecDestroy", graph_exec)] if graph_exec is not None else []
+        release(*graph, _call(rt.cudaFree, "cudaFree", output_ptr))
 
 
 class TensorRTEngine:
@@ -322,6 +346,14 @@ class TensorRTEngine:
     def _malloc(self, shape: tuple[int, ...], name: str) -> int:
         return check(self._rt.cudaMalloc(int(np.prod(shape)) * self._dtypes[name].itemsize), "cudaMalloc")
 
+    @staticmethod
+    def _allocate(malloc: Callable[[int], Any], free: Callable[[int], Any], what: str, nbytes: int,
+                  made: list[Callable[[], None]]) -> int:
+        """``malloc(nbytes)``, checked; the step that frees it is appended to ``made``."""
+        ptr = check(malloc(nbytes), what)
+        made.append(_call(free, what.replace("Malloc", "Free"), ptr))
+        return ptr
+
     def _bind(self, ctx: Any, shape: tuple[int, ...], device_in: int, device_out: int) -> None:
         if not ctx.set_input_shape(self.input_name, shape):
             raise ValueError(f"TensorRT rejected input shape {format_shape(shape)}")
@@ -343,15 +375,19 @@ class TensorRTEngine:
         rt = self._rt
         sizes = [int(np.prod(s)) * self._dtypes[n].itemsize
                  for s, n in ((shape, self.input_name), (out_shape, self.output_name))]
-        device_in, device_out = (check(rt.cudaMalloc(n), "cudaMalloc") for n in sizes)
-        host_ptrs = tuple(check(rt.cudaMallocHost(n), "cudaMallocHost") for n in sizes)
-        host_in, host_out = (
-            np.frombuffer((ctypes.c_uint8 * n).from_address(p), dtype=self._dtypes[name]).reshape(s)
-            for n, p, name, s in zip(sizes, host_ptrs, (self.input_name, self.output_name), (shape, out_shape))
-        )
-        buffers = _Buffers(shape, out_shape, device_in, device_out, host_in, host_out, host_ptrs, context)  # type: ignore[arg-type]
-        if context is not None:
-            self._bind(context, shape, device_in, device_out)  # once: this context never changes shape
+        made: list[Callable[[], None]] = []  # how to free each allocation made so far
+        try:
+            device_in, device_out = (self._allocate(rt.cudaMalloc, rt.cudaFree, "cudaMalloc", n, made) for n in sizes)
+            host_ptrs = [self._allocate(rt.cudaMallocHost, rt.cudaFreeHost, "cudaMallocHost", n, made) for n in sizes]
+            host_in, host_out = (
+                np.frombuffer((ctypes.c_uint8 * n).from_address(p), dtype=self._dtypes[name]).reshape(s)
+                for n, p, name, s in zip(sizes, host_ptrs, (self.input_name, self.output_name), (shape, out_shape))
+            )
+            if context is not None:
+                self._bind(context, shape, device_in, device_out)  # once: this context never changes shape
+        except BaseException as exc:
+            release(*made, first=exc)
+        buffers = _Buffers(shape, out_shape, device_in, device_out, host_in, host_out, tuple(host_ptrs), context)  # type: ignore[arg-type]
         self._buffers[shape] = buffers
         while len(self._buffers) > MAX_SHAPES:
             self._free(self._buffers.popitem(last=False)[1])
@@ -439,30 +475,29 @@ class TensorRTEngine:
 
     def _free(self, buf: _Buffers) -> None:
         rt = self._rt
-        if buf.graph_exec is not None:
-            check(rt.cudaGraphExecDestroy(buf.graph_exec), "cudaGraphExecDestroy")
-        for ptr in (buf.device_in, buf.device_out):
-            check(rt.cudaFree(ptr), "cudaFree")
-        for ptr in buf.host_ptrs:
-            check(rt.cudaFreeHost(ptr), "cudaFreeHost")
+        graph = [_call(rt.cudaGraphExecDestroy, "cudaGraphExecDestroy", buf.graph_exec)] if buf.graph_exec is not None else []
+        release(*graph, *(_call(rt.cudaFree, "cudaFree", ptr) for ptr in (buf.device_in, buf.device_out)),
+                *(_call(rt.cudaFreeHost, "cudaFreeHost", ptr) for ptr in buf.host_ptrs))
 
-    def close(self) -> None:
-        """Free buffers and the stream; write the RTX runtime cache, if one was given."""
-        if self.stream is None:
-            return
-        check(self._rt.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+    def _write_runtime_cache(self) -> None:
         if self._runtime_cache is not None and self._runtime_cache_path is not None:
             atomic_write(self._runtime_cache_path, bytes(self._runtime_cache.serialize()))
-        while self._buffers:
-            self._free(self._buffers.popitem()[1])
-        for ptr, _ in self._device_outputs.values():
-            check(self._rt.cudaFree(ptr), "cudaFree")
-        self._device_outputs.clear()
-        for launcher in self._launchers:
-            launcher.close()
-        self._launchers.clear()
-        check(self._rt.cudaStreamDestroy(self.stream), "cudaStreamDestroy")
-        self.stream = None
+
+    def close(self) -> None:
+        """Free buffers and the stream; write the RTX runtime cache, if one was given. Every step
+        runs even when an earlier one fails (the first error is raised at the end); a closed
+        engine stays closed."""
+        if self.stream is None:
+            return
+        rt, stream = self._rt, self.stream
+        buffers, outputs, launchers = list(self._buffers.values()), list(self._device_outputs.values()), self._launchers
+        self.stream, self._buffers, self._device_outputs, self._launchers = None, OrderedDict(), {}, []
+        release(_call(rt.cudaStreamSynchronize, "cudaStreamSynchronize", stream),  # nothing is freed while in use
+                self._write_runtime_cache,
+                *(lambda buf=buf: self._free(buf) for buf in buffers),
+                *(_call(rt.cudaFree, "cudaFree", ptr) for ptr, _ in outputs),
+                *(launcher.close for launcher in launchers),
+                _call(rt.cudaStreamDestroy, "cudaStreamDestroy", stream))
 
     def __enter__(self) -> TensorRTEngine:
         return self

@@ -11,6 +11,10 @@ CUDA (:class:`SimulatedCuda`; every function has the parameter names of cuda-bin
 
 - device memory exists between ``cudaMalloc`` and ``cudaFree``; a copy from or to freed memory, or
   past an allocation's end, fails with ``cudaErrorInvalidValue``;
+- device and pinned memory, streams, events and graph executables are held until freed or
+  destroyed; freeing one twice (or one never made) is the error CUDA returns, using a destroyed
+  event or graph is ``cudaErrorInvalidResourceHandle``, and :meth:`SimulatedCuda.leaks` lists
+  what is still held (after a ``close`` that should release everything, a leak);
 - work on a stream runs in stream order at ``cudaStreamSynchronize``/``cudaEventSynchronize``
   (host memory read before that still holds the old bytes);
 - a capturing stream records its work into the graph instead of running it; synchronizing it is
@@ -66,7 +70,7 @@ def _errors() -> Any:
         return enum.IntEnum("cudaError_t", {"cudaSuccess": 0, "cudaErrorInvalidValue": 1, "cudaErrorMemoryAllocation": 2,
                                             "cudaErrorInsufficientDriver": 35, "cudaErrorNoDevice": 100,
                                             "cudaErrorInvalidDevice": 101, "cudaErrorNotReady": 600,
-                                            "cudaErrorIllegalState": 401,
+                                            "cudaErrorIllegalState": 401, "cudaErrorInvalidResourceHandle": 400,
                                             "cudaErrorStreamCaptureUnsupported": 900,
                                             "cudaErrorStreamCaptureInvalidated": 901, "cudaErrorUnknown": 999})
 
@@ -86,6 +90,13 @@ class _Stream:
 class _Event:
     def __init__(self) -> None:
         self.time_ms: float | None = None
+
+
+class _GraphExec:
+    """An instantiated graph: the captured work, replayed in order by each launch."""
+
+    def __init__(self, ops: list[Callable[[], None]]) -> None:
+        self.ops = ops
 
 
 @dataclass
@@ -120,6 +131,8 @@ class SimulatedCuda:
         self.freed: set[int] = set()
         self.host: dict[int, Any] = {}
         self.streams: dict[int, _Stream] = {}
+        self.events: dict[int, _Event] = {}  # by id(): live until cudaEventDestroy
+        self.graph_execs: dict[int, _GraphExec] = {}  # by id(): live until cudaGraphExecDestroy
         self.clock_ms = 0.0
         self._next = 0x7F00_0000_0000
 
@@ -144,6 +157,13 @@ class SimulatedCuda:
             if base <= ptr and ptr + nbytes <= base + len(buf):
                 return memoryview(buf)[ptr - base:ptr - base + nbytes]
         return None
+
+    def leaks(self) -> list[str]:
+        """What is still allocated or created: empty once everything made has been released."""
+        held = [(len(self.memory), f"device allocation(s) ({sum(len(b) for b in self.memory.values())} bytes)"),
+                (len(self.host), "pinned host allocation(s)"), (len(self.streams), "stream(s)"),
+                (len(self.events), "event(s)"), (len(self.graph_execs), "graph executable(s)")]
+        return [f"{n} {what}" for n, what in held if n]
 
     def is_capturing(self) -> bool:
         return any(s.capture is not None for s in self.streams.values())
@@ -317,11 +337,17 @@ class SimulatedCuda:
     def cudaGraphInstantiate(self, graph, flags):
         if graph is None:
             return self._err("cudaErrorInvalidValue")
-        return self._ok(tuple(graph))
+        graph_exec = _GraphExec(list(graph))
+        self.graph_execs[id(graph_exec)] = graph_exec
+        return self._ok(graph_exec)
 
     def cudaGraphLaunch(self, graphExec, stream):
+        if id(graphExec) not in self.graph_execs:
+            return (self.cudaError_t.cudaErrorInvalidResourceHandle,)
+        ops = graphExec.ops
+
         def replay() -> None:
-            for op in graphExec:
+            for op in ops:
                 op()
 
         return (self.cudaError_t(self.enqueue(stream, replay)),)
@@ -330,15 +356,23 @@ class SimulatedCuda:
         return (self.cudaError_t.cudaSuccess,)
 
     def cudaGraphExecDestroy(self, graphExec):
+        if self.graph_execs.pop(id(graphExec), None) is None:
+            return (self.cudaError_t.cudaErrorInvalidResourceHandle,)
         return (self.cudaError_t.cudaSuccess,)
 
     def cudaEventCreate(self):
-        return self._ok(_Event())
+        event = _Event()
+        self.events[id(event)] = event
+        return self._ok(event)
 
     def cudaEventDestroy(self, event):
+        if self.events.pop(id(event), None) is None:
+            return (self.cudaError_t.cudaErrorInvalidResourceHandle,)
         return (self.cudaError_t.cudaSuccess,)
 
     def cudaEventRecord(self, event, stream):
+        if id(event) not in self.events:
+            return (self.cudaError_t.cudaErrorInvalidResourceHandle,)
         s = self._stream(stream)
         s.open_event = event if s.open_event is None else None
 
@@ -348,12 +382,16 @@ class SimulatedCuda:
         return (self.cudaError_t(self.enqueue(stream, mark)),)
 
     def cudaEventSynchronize(self, event):
+        if id(event) not in self.events:
+            return (self.cudaError_t.cudaErrorInvalidResourceHandle,)
         for s in self.streams.values():
             if s.capture is None:
                 self._drain(s)
         return (self.cudaError_t.cudaSuccess,)
 
     def cudaEventElapsedTime(self, start, end):
+        if id(start) not in self.events or id(end) not in self.events:
+            return self._err("cudaErrorInvalidResourceHandle")
         if start.time_ms is None or end.time_ms is None:
             return self._err("cudaErrorNotReady")
         return self._ok(end.time_ms - start.time_ms)
