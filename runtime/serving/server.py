@@ -22,6 +22,7 @@ import socket
 from pathlib import Path
 
 from irdeploy.core.metadata import PAD_MODE_KEY, PAD_MULTIPLE_KEY
+from irdeploy.core.progress import step
 
 from . import python_model as pm
 from . import tritonserver
@@ -45,8 +46,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """Whether ``port`` on ``host`` can be bound now (Triton would otherwise fail after a long start)."""
+    """Whether ``port`` on ``host`` can be bound now (Triton would otherwise fail after a long start).
+
+    With ``SO_REUSEADDR``, as servers bind: a port whose last connections linger in TIME_WAIT
+    (a server stopped a moment ago) is free; one something listens on is not."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -116,7 +121,8 @@ class TritonServer:
         for port in (self.http_port, self.grpc_port):
             if not port_is_free(self.host, port):
                 raise ServingError(f"port {port} on {self.host} is in use; choose another (--http-port/--grpc-port)")
-        backend = open_artifact_backend(self.artifact, device=self.device, threads=self.threads)
+        with step(f"checking {self.artifact.name}"):
+            backend = open_artifact_backend(self.artifact, device=self.device, threads=self.threads)
         try:
             limit, channels, multiple, mode = backend.max_shape, backend.channels, backend.pad_multiple, backend.pad_mode
         finally:
@@ -139,7 +145,8 @@ class TritonServer:
                 repository, tritonserver.backend_folder(self._workspace), host=self.host, http_port=self.http_port,
                 grpc_port=self.grpc_port, open_statistics=self.open_statistics, log_file=self.log_file,
                 shm_prefix=f"irdeploy_{os.getpid()}_{self.http_port}_")
-            self._triton.start([self.name, self.name + IMAGE_SUFFIX])
+            with step("starting Triton Inference Server and loading both models"):
+                self._triton.start([self.name, self.name + IMAGE_SUFFIX])
         except BaseException:
             self.stop()
             raise
