@@ -499,7 +499,13 @@ def test_bench_video_rows_and_table(clip, identity) -> None:
     that cannot open (TensorRT without a GPU) is a skipped row with its reason, not a failure."""
     from irdeploy.runtime.video.bench import bench_video, format_table
 
-    rows = bench_video(clip, model=None, onnx=identity, backends=["ort", "trt"], batches=[1, 3], rounds=2)
+    from irdeploy.core.progress import reporting
+
+    events = []
+    with reporting(events.append):
+        rows = bench_video(clip, model=None, onnx=identity, backends=["ort", "trt"], batches=[1, 3], rounds=2)
+    warmups = [e.message for e in events if e.kind == "start" and e.message.startswith("warming up")]
+    assert warmups == ["warming up ort fp32 (64x48, batch 1)", "warming up ort fp32 (64x48, batch 3)"], warmups
     ort = [r for r in rows if r.backend == "ort"]
     assert [r.batch for r in ort] == [1, 3] and all(r.frames == FRAMES and len(r.fps) == 2 and r.median_fps > 0 for r in ort)
     assert all(set(r.ms_per_frame) == {"decode", "infer", "encode"} and r.bound in r.ms_per_frame for r in ort)

@@ -3,7 +3,7 @@
 The model benchmark (:mod:`irdeploy.runtime.bench`) times inference alone; a video user pays
 for decoding, colour conversion and encoding too, overlapped or not. Each candidate (backend x
 precision x batch) restores the clip into a scratch file exactly as ``irdeploy restore`` would
-(same defaults, same encoder), after one warm-up inference, and reports the wall-clock fps and
+(same defaults, same encoder), after one warm-up inference at its batch size, and reports the wall-clock fps and
 each stage's busy time per frame, so the slowest stage is named. ``rounds`` > 1 interleaves the
 candidates round by round and reports medians, so a load change on the machine hits all alike.
 """
@@ -63,6 +63,7 @@ def bench_video(clip: str | Path, *, model: str | None, checkpoint: str | None =
             if not (b == "torch" and p != "fp32")}  # eager torch runs its float32 model only
     opened: dict = {}
     failed: dict = {}  # (kind, precision) -> why it cannot open (asked once, not per batch)
+    warmed: set = set()  # (kind, precision, batch) run once untimed
     try:
         with tempfile.TemporaryDirectory(prefix="irdeploy-video-bench-") as scratch:
             for _ in range(rounds):
@@ -80,9 +81,12 @@ def bench_video(clip: str | Path, *, model: str | None, checkpoint: str | None =
                             failed[(kind, precision)] = row.skipped = \
                                 (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
                             continue
+                        opened[(kind, precision)] = backend
+                    if (kind, precision, batch) not in warmed:  # each batch shape: its first run allocates, plans, captures
+                        backend = opened[(kind, precision)]
                         with step(f"warming up {kind} {precision} ({info.width}x{info.height}, batch {batch})"):
                             backend.infer(np.zeros((batch, backend.channels, info.height, info.width), np.float32))
-                        opened[(kind, precision)] = backend
+                        warmed.add((kind, precision, batch))
                     out = Path(scratch) / f"bench{Path(clip).suffix}"
                     report = restore_video(clip, out, opened[(kind, precision)], VideoOptions(batch=batch, overwrite=True))
                     row.frames = report.frames
