@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 
+# The GPU providers a session asks for: a build with only other GPU providers (the TensorRT-RTX
+# plugin) would pass a wider check here and then run on the CPU.
+from irdeploy.core.ort_backend import GPU_PROVIDERS
+
 _SPELLING = re.compile(r"^(cpu|cuda(:\d+)?)$")
-# ONNX Runtime providers that run on an NVIDIA GPU.
-GPU_PROVIDERS = ("NvTensorRTRTXExecutionProvider", "TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
 def check_spelling(device: str, *, allow_auto: bool = False) -> str:
