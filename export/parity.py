@@ -148,13 +148,17 @@ def parity_sizes(multiple: int, batch: int | None = None, height: int | None = N
     """``(N, H, W)`` for a random batch and two photo crops; one size deliberately off ``multiple``.
 
     A static graph (``height``/``width`` given) is checked at its own size and just under it.
+    Otherwise a dimension the graph fixes keeps its value in every size and the dynamic ones
+    vary: a graph with a fixed batch (a foreign export with N=1) is never fed a batch of 2.
     """
     m = multiple
     if height is not None and width is not None:
         n = batch or 1
         off = (n, height - max(1, m // 2) if height > m else height, width)
         return [(n, height, width), off, (n, height, width)]
-    return [(2, 4 * m, 3 * m), (1, 4 * m + 3, 6 * m - 5), (1, 6 * m, 8 * m)]
+    sizes = [(2, 4 * m, 3 * m), (1, 4 * m + 3, 6 * m - 5), (1, 6 * m, 8 * m)]
+    return [(n if batch is None else batch, h if height is None else height, w if width is None else width)
+            for n, h, w in sizes]
 
 
 def make_inputs(channels: int, sizes: Sequence[tuple[int, int, int]], seed: int = 0) -> list[tuple[str, np.ndarray]]:

@@ -1,0 +1,50 @@
+"""Review leftovers (issue #15/#17): the validate and restore paths that a review found wrong."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from irdeploy.export.parity import parity_sizes
+from irdeploy.model import save_checkpoint
+
+
+def _foreign(path, out, batch: int | None, height: int | None = None) -> None:
+    """A graph irdeploy did not export: no metadata, the input's N (and maybe H) fixed by hand."""
+    graph = onnx.load(path)
+    del graph.metadata_props[:]
+    for value in (graph.graph.input[0], graph.graph.output[0]):
+        dims = value.type.tensor_type.shape.dim
+        for axis, size in ((0, batch), (2, height)):
+            if size is not None:
+                dims[axis].Clear()
+                dims[axis].dim_value = size
+    onnx.checker.check_model(graph)
+    onnx.save(graph, out)
+
+
+def test_parity_sizes_keep_fixed_dims_and_dynamic_ones_dynamic() -> None:
+    m = 8
+    assert parity_sizes(m) == [(2, 32, 24), (1, 35, 43), (1, 48, 64)]  # all dynamic: a batch of 2 among them
+    assert [n for n, _, _ in parity_sizes(m, batch=1)] == [1, 1, 1]
+    assert [(h, w) for _, h, w in parity_sizes(m, batch=1)] == [(h, w) for _, h, w in parity_sizes(m)]
+    assert {h for _, h, _ in parity_sizes(m, height=40)} == {40} and len({w for _, _, w in parity_sizes(m, height=40)}) > 1
+    assert parity_sizes(m, 3, 32, 48) == [(3, 32, 48), (3, 28, 48), (3, 32, 48)]  # static: as before
+
+
+@pytest.mark.parametrize("fixed", [{"batch": 1}, {"batch": 1, "height": 32}], ids=["n1", "n1-h32"])
+def test_validate_a_foreign_graph_with_a_fixed_batch(tiny_onnx, tmp_path, capsys, fixed) -> None:
+    from irdeploy.runtime.cli import main
+
+    path, model = tiny_onnx("m3snet")
+    checkpoint = save_checkpoint(model, tmp_path / "ck.pth")
+    foreign = tmp_path / "foreign.onnx"
+    _foreign(path, foreign, **fixed)
+    assert main(["validate", "--onnx", str(foreign), "--checkpoint", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    fed = [word for line in out.splitlines() for word in line.split() if word.count("x") == 2 and word[0].isdigit()]
+    assert len(fed) == 3 and all(size.startswith("1x") for size in fed), out  # the graph's own batch of 1
+    if "height" in fixed:
+        assert all(size.split("x")[1] == "32" for size in fed), out
+    else:
+        assert len({size.split("x")[1] for size in fed}) == 3, out  # H and W stay dynamic
