@@ -46,12 +46,13 @@ def module_probe(module: str, install: str) -> Callable[[], str | None]:
 
 
 def _tensorrt_probe() -> str | None:
-    from irdeploy.core.tensorrt import TensorRTUnavailable, import_tensorrt
+    """Whether an engine can run here, found without importing TensorRT: an import would pin the
+    process to that flavour (:mod:`irdeploy.core.tensorrt`: one per process), so asking whether
+    ``trt`` is available would decide which flavour a later build may use."""
+    from irdeploy.core.tensorrt import INSTALL, MODULES, loaded_flavour
 
-    try:
-        import_tensorrt("auto")
-    except TensorRTUnavailable as exc:
-        return str(exc)
+    if loaded_flavour() is None and not any(importlib.util.find_spec(m) for m in MODULES.values()):
+        return f"no TensorRT found; install it with {' or '.join(f'`{i}`' for i in INSTALL.values())}"
     from .tensorrt.device import current_gpu
     from .tensorrt.errors import NoGPUError
 

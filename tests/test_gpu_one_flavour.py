@@ -74,3 +74,33 @@ def test_auto_says_why_it_fell_back_to_rtx(tmp_path):
     """, with_tensorrt=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("TensorRT-RTX 1.7") and "tensorrt: ModuleNotFoundError" in done.stdout
+
+
+@pytest.mark.parametrize("with_tensorrt", [True, False], ids=["both-flavours", "rtx-only"])
+def test_asking_whether_the_trt_backend_is_available_pins_no_flavour(tmp_path, with_tensorrt):
+    """The backend registry's availability probe looks for TensorRT without importing it: an
+    import would pin the process to one flavour, so a later build with the other would be refused."""
+    done = _run(tmp_path, """
+        import sys
+        from irdeploy.core.tensorrt import loaded_flavour
+        from irdeploy.runtime.registry import get_backend
+
+        why = get_backend("trt").probe()  # no GPU on the CI machines: why not, in one line
+        assert why is None or ("\\n" not in why and "no TensorRT found" not in why), why
+        assert loaded_flavour() is None, loaded_flavour()
+        assert not {"tensorrt", "tensorrt_rtx", "tensorrt_bindings", "tensorrt_rtx_bindings"} & set(sys.modules)
+        assert import_tensorrt("rtx").__name__ == "tensorrt_rtx"  # either flavour can still be chosen
+    """, with_tensorrt=with_tensorrt)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_trt_probe_says_what_to_install_when_neither_flavour_is_there():
+    # None in sys.modules is the import system's "not available": import and find_spec both honour it
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        sys.modules["tensorrt"] = sys.modules["tensorrt_rtx"] = None
+        from irdeploy.runtime.registry import get_backend
+        print(get_backend("trt").probe())
+    """)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("no TensorRT found") and "tensorrt-rtx-cu13" in done.stdout, done.stdout
