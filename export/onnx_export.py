@@ -23,7 +23,6 @@ from irdeploy.core.metadata import ExportMetadata
 from irdeploy.core.padding import INFERENCE_PAD_MODE, PAD_MODES
 from irdeploy.core.precision import EXPORT_PRECISIONS, check_precision
 from irdeploy.core.progress import step
-from irdeploy.model.restormer import BiasFreeLayerNorm2d
 from irdeploy.model.spec import pad_multiple, record_of
 from irdeploy.model.stats import model_stats, parameter_count
 
@@ -179,7 +178,7 @@ def to_onnx(
     data = proto.SerializeToString()
 
     layernorm_modules = sum(1 for m in model.modules() if isinstance(m, record.spec.layernorms))
-    biasfree_modules = sum(1 for m in model.modules() if isinstance(m, BiasFreeLayerNorm2d))
+    biasfree_modules = sum(1 for m in model.modules() if isinstance(m, record.spec.biasfree_norms))
     report = ExportReport.from_graph(
         proto, path,
         ops_before=ops_before, layernorm_modules=layernorm_modules, biasfree_modules=biasfree_modules,

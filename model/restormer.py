@@ -289,6 +289,7 @@ SPEC = ModelSpec(
     # is counted as its own chain (irdeploy.export.graph.biasfree_norms).
     layernorms=(LayerNorm2d,),
     norms=(BiasFreeLayerNorm2d,),
+    biasfree_norms=(BiasFreeLayerNorm2d,),
     detect=_detect,
     tlc=False,  # no global average pool; upstream Restormer has no local converter
 )

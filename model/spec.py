@@ -28,6 +28,7 @@ Registering an architecture, e.g. ``model/mynet.py``::
         attention_cores=(MyAttention,),          # those whose ``core`` the exporter switches
         layernorms=(LayerNorm2d,),               # each exports as one LayerNormalization
         norms=(),                                # other normalisation classes (fp16 audit, randomized affines)
+        # optional: biasfree_norms=(...) those of norms exporting as the bias-free LayerNorm chain
         detect=detect_mynet,                     # state dict -> constructor kwargs, or None
         # optional: image=lambda out: out[0]     (which output is the image; default: it, or its first)
         #           onnx23="why no opset-23 Attention form"; tlc=False (no global pools to convert);
@@ -100,6 +101,8 @@ class ModelSpec:
     onnx23: str | None = None  # why the opset-23 Attention form is unavailable, or None
     layernorms: tuple[type[nn.Module], ...] = ()
     norms: tuple[type[nn.Module], ...] = ()  # other normalisations (not one LayerNormalization each)
+    # those of ``norms`` that export as the bias-free chain irdeploy.export.graph.biasfree_norms counts
+    biasfree_norms: tuple[type[nn.Module], ...] = ()
     layouts: tuple[str, ...] = LAYOUTS
     detect: Detector | None = None
     unread: Unread | None = None  # constructor arguments detection assumes (no shape shows them)
