@@ -243,6 +243,27 @@ def test_bad_settings_fail_before_starting(server, graph, tmp_path):
         TritonServer(graph, http_port=server.http_port).start()
 
 
+def test_a_model_that_fails_to_load_is_one_line_and_leaves_nothing(graph, monkeypatch):
+    """Triton exits when a model's initialize raises: start() says Triton's reason in one line,
+    and neither the server process nor its workspace is left."""
+    import irdeploy.runtime.serving.server as server_module
+    from irdeploy.runtime.serving import tritonserver
+
+    made = []
+    monkeypatch.setattr(server_module, "MODEL_PY", "class TritonPythonModel:\n    def initialize(self, args):\n"
+                                                   "        raise RuntimeError('no weights here')\n")
+    monkeypatch.setattr(tritonserver, "workspace", lambda real=tritonserver.workspace: made.append(real()) or made[-1])
+    http = free_port()
+    with pytest.raises(ServingError, match="Triton stopped: failed to load .*no weights here") as caught:
+        TritonServer(graph, http_port=http, threads=1).start()
+    assert "\n" not in str(caught.value)
+    assert made and not made[0].exists()
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{http}")
+    with pytest.raises(Exception):
+        client.is_server_live()
+    client.close()
+
+
 def test_shutdown_is_clean(server):
     """Last in the module: stop the shared server; the ports close and a second stop is harmless."""
     client = httpclient.InferenceServerClient(server.http_url.split("://")[1])

@@ -156,15 +156,21 @@ class TritonProcess:
             self._reader.join(5)
 
     def reason(self) -> str:
-        """Triton's first error line (glog prefix and escapes stripped), for a failed start."""
+        """Triton's own reason for a failed start, in one line (glog prefix and escapes stripped).
+
+        A model that failed to load says why; else Triton's closing ``error:`` line; else its first
+        error line (on a machine without a GPU every start logs a CUDA error that stops nothing)."""
         lines = list(self._tail)
         if self.log_file is not None and self.log_file.is_file():
             lines += self.log_file.read_text(errors="replace").splitlines()
-        for line in lines:
-            if line.startswith("E") and _LOG_PREFIX.match(line) or line.startswith("error:"):
-                text = _LOG_PREFIX.sub("", line).strip().strip('"')
-                return text.split("\\n")[0][:300] + (f" (log: {self.log_file})" if self.log_file else "")
-        return f"no error in its log{f' ({self.log_file})' if self.log_file else ''}"
+        texts = [_LOG_PREFIX.sub("", line).strip().strip('"') for line in lines
+                 if line.startswith("error:") or line.startswith("E") and _LOG_PREFIX.match(line)]
+        where = f" (log: {self.log_file})" if self.log_file else ""
+        for wanted in ("failed to load '", "error:", ""):
+            found = next((t for t in texts if wanted in t), None)
+            if found is not None:
+                return found.split("\\n")[0][:300] + where
+        return f"no error in its log{where}"
 
     def _forward(self) -> None:
         """Triton's console output to this process's stdout, whole lines, and the last ones kept."""
