@@ -192,11 +192,14 @@ def test_a_failed_rebuild_leaves_the_existing_engine_byte_identical(static_onnx,
         with pytest.raises(EngineBuildError) as info:
             build_engine(source, engine, flavour="rtx", **kwargs)
         assert expected in _one_line(info.value)
+        # the error says the earlier engine is still there: running it afterwards is no surprise
+        assert f"{engine} still holds the earlier fp32 engine (built " in str(info.value), info.value
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before, source.name
     done = subprocess.run([sys.executable, "-m", "irdeploy", "build", str(rejected), "-o", str(engine), "--trt", "rtx",
                            "--shapes", "opt=1x3x16x16"], capture_output=True, text=True, timeout=300)
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert done.returncode == 2 and len(errors) == 1 and "unsupported_unique" in errors[0], done.stderr
+    assert errors[0].endswith(f"from {static_onnx.name}), which --engine runs"), errors[0]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 

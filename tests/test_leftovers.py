@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx
 import pytest
+from conftest import requires_rtx
 
 from irdeploy.export.parity import parity_sizes
 from irdeploy.model import save_checkpoint
@@ -48,3 +49,30 @@ def test_validate_a_foreign_graph_with_a_fixed_batch(tiny_onnx, tmp_path, capsys
         assert all(size.split("x")[1] == "32" for size in fed), out
     else:
         assert len({size.split("x")[1] for size in fed}) == 3, out  # H and W stay dynamic
+
+
+@requires_rtx
+def test_restore_fails_on_a_rebuild_that_fails_instead_of_running_the_cached_engine(tiny_onnx, tmp_path, capsys) -> None:
+    """restore builds only when it is not given an engine (--onnx or --model: the engine cache).
+    A stale cached engine is rebuilt in place; when that rebuild fails, restore stops with the
+    build's one-line error and the old engine, kept on disk by design, is not run."""
+    from irdeploy.core.images import sample_path
+    from irdeploy.runtime.artifacts import cached_engine
+    from irdeploy.runtime.cli import main
+    from irdeploy.runtime.tensorrt.simulated import SimulatedCuda, simulate
+
+    path, _ = tiny_onnx("m3snet")
+    cache = tmp_path / "cache"
+    with simulate(SimulatedCuda((("Simulated RTX 4090", "8.9"),))):  # a real TensorRT-RTX build for SM 8.9
+        old = cached_engine(path, "fp32", cache).path
+    before = old.read_bytes(), old.with_name(old.name + ".json").read_bytes()
+    out = tmp_path / "restored"
+    argv = ["restore", str(sample_path("chelsea.png")), "-o", str(out), "--backend", "trt", "--onnx", str(path),
+            "--cache-dir", str(cache), "--device", "cuda", "--quiet"]
+    with simulate(SimulatedCuda((("NVIDIA H200", "9.0"),))):  # same cache, another GPU: a rebuild, which fails
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith("irdeploy restore: error: NVIDIA H200 (compute capability 9.0) is not a TensorRT-RTX"), err
+    assert (old.read_bytes(), old.with_name(old.name + ".json").read_bytes()) == before  # kept, and not run
+    assert not out.exists() or not any(out.iterdir())

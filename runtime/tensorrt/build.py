@@ -27,6 +27,7 @@ the float32 islands).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import sys
@@ -44,7 +45,7 @@ from onnx import external_data_helper
 
 import irdeploy
 from irdeploy.export.graph import attention_cores, compute_precision
-from irdeploy.core.fileio import atomic_write, sha256_bytes
+from irdeploy.core.fileio import atomic_write, sha256_bytes, sha256_file
 from irdeploy.export.precision import to_mixed_precision
 from irdeploy.core.precision import ENGINE_PRECISIONS
 from irdeploy.core.progress import step
@@ -53,9 +54,9 @@ from irdeploy.export.tensorrt_check import ParsedNetwork, layer_histogram, parse
 
 from .device import rtx_capabilities, select_gpu
 from .engine import KERNEL_SPECIALIZATIONS
-from .errors import EngineBuildError
+from .errors import EngineBuildError, EngineLoadError
 from .profiles import Profile, graph_input, resolve_profile
-from .sidecar import cache_key, is_cache_hit, sidecar_path, write_engine
+from .sidecar import cache_key, is_cache_hit, read_sidecar, sidecar_path, write_engine
 
 # precision (irdeploy.core.precision.ENGINE_PRECISIONS) -> (graph compute type, TF32 flag)
 _SETTINGS: dict[str, tuple[str, bool]] = {
@@ -119,6 +120,37 @@ class BuildResult:
         )
 
 
+def _kept(engine_path: Path) -> str | None:
+    """What an engine path still holds after a failed build, when it holds an intact engine."""
+    try:
+        sidecar = read_sidecar(engine_path)
+        intact = sidecar["engine"]["sha256"] == sha256_file(engine_path)
+    except (EngineLoadError, OSError, KeyError):
+        return None
+    if not intact:
+        return None
+    return (f"{engine_path} still holds the earlier {sidecar.get('precision', '?')} engine (built "
+            f"{sidecar.get('built_at', '?')} from {sidecar.get('onnx_file', '?')}), which --engine runs")
+
+
+def _names_what_was_kept(build: Any) -> Any:
+    """A failed build leaves an existing engine in place (by design); its error says so, so that
+    running that engine afterwards is a choice, not a surprise."""
+
+    @functools.wraps(build)
+    def wrapper(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, **options: Any) -> BuildResult:
+        try:
+            return build(onnx_path, engine_path, **options)
+        except EngineBuildError as exc:
+            kept = _kept(Path(engine_path))
+            if kept is None:
+                raise
+            raise EngineBuildError(f"{exc}; {kept}") from None
+
+    return wrapper
+
+
+@_names_what_was_kept
 def build_engine(
     onnx_path: str | os.PathLike,
     engine_path: str | os.PathLike,
@@ -150,7 +182,8 @@ def build_engine(
     until the specialised ones are compiled; ``none``), recorded in the sidecar's options.
 
     Raises :class:`EngineBuildError` (one line) on failure; an engine and sidecar already at
-    ``engine_path`` are then left exactly as they were (the new pair replaces them only once built).
+    ``engine_path`` are then left exactly as they were (the new pair replaces them only once built),
+    and the error names the engine that is still there.
     """
     start = time.perf_counter()
     if precision not in ENGINE_PRECISIONS:
