@@ -273,7 +273,7 @@ def _print_parity(result, how: str) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from irdeploy.export.parity import compare, make_inputs, parity_sizes
+    from irdeploy.export.parity import compare, make_inputs
     from irdeploy.model import load_model, record_of
 
     from .backends import TensorRTBackend
@@ -299,8 +299,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         precision = backend.engine.sidecar.get("precision", "fp32")
         precision = {"best": "fp16", "tf32": "fp32"}.get(precision, precision)  # their parity floors
         with backend:
-            result = compare(model, backend, make_inputs(backend.channels, parity_sizes(backend.pad_multiple)),
-                             precision=precision, min_psnr=args.min_psnr)
+            sizes = _profile_sizes(backend.engine.profile, backend.pad_multiple)
+            result = compare(model, backend, make_inputs(backend.channels, sizes), precision=precision,
+                             min_psnr=args.min_psnr)
         how = "the engine as built, on this GPU"
     else:
         from irdeploy.export.parity import graph_parity
@@ -321,6 +322,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
             print(bisect_model(model, precision=precision, min_psnr=args.min_psnr or result.tolerance.min_psnr).summary())
     return 0 if result.passed else 1
+
+
+def _profile_sizes(profile, multiple: int) -> list[tuple[int, int, int]]:
+    """The parity inputs (``parity_sizes``) inside an engine's profile: a dimension the profile
+    fixes keeps its value, a dynamic one is clamped into [min, max] (the default profile takes
+    batch 1 only, so no batch of 2; min and max are multiples of ``multiple``, so a clamped
+    size still pads inside the profile)."""
+    from irdeploy.export.parity import parity_sizes
+
+    lows, highs = (profile.min[0], *profile.min[2:]), (profile.max[0], *profile.max[2:])
+    sizes = parity_sizes(multiple, *(lo if lo == hi else None for lo, hi in zip(lows, highs)))
+    return [tuple(min(max(d, lo), hi) for d, lo, hi in zip(size, lows, highs)) for size in sizes]
 
 
 def _check_image_graph(path: str, graph) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import onnx
 import pytest
+import torch
 from conftest import requires_rtx
 
 from irdeploy.export.parity import parity_sizes
 from irdeploy.model import save_checkpoint
+from irdeploy.model.registry import register, unregister
+from irdeploy.model.spec import ModelSpec
 
 
 def _foreign(path, out, batch: int | None, height: int | None = None) -> None:
@@ -76,3 +79,45 @@ def test_restore_fails_on_a_rebuild_that_fails_instead_of_running_the_cached_eng
     assert err.startswith("irdeploy restore: error: NVIDIA H200 (compute capability 9.0) is not a TensorRT-RTX"), err
     assert (old.read_bytes(), old.with_name(old.name + ".json").read_bytes()) == before  # kept, and not run
     assert not out.exists() or not any(out.iterdir())
+
+
+class Affine(torch.nn.Module):
+    """``0.5 * x + 0.25``, what the simulated engine computes: parity through the simulator passes."""
+
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.channels = channels
+        self.scale = torch.nn.Parameter(torch.full((1,), 0.5))
+        self.shift = torch.nn.Parameter(torch.full((1,), 0.25))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+AFFINE = ModelSpec(name="affine", network=Affine, presets=(), channels_arg="channels", pad_multiple=lambda model: 16,
+                   pad_mode="constant", tiny={}, no_fixtures="the simulated engine's function, defined in this test",
+                   tlc=False)
+
+
+@pytest.mark.parametrize("max_batch", [1, 2])
+def test_validate_engine_feeds_only_shapes_its_profile_takes(tmp_path, capsys, max_batch) -> None:
+    """The default build profile takes batch 1 (64x64 to 1088x1920): validate --engine used to
+    feed it a batch of 2 and stop at 'outside the engine's profile'."""
+    from irdeploy.runtime.cli import main
+    from irdeploy.runtime.tensorrt.simulated import simulate, write_engine
+
+    engine = write_engine(tmp_path / "m.engine", profile=((1, 3, 64, 64), (1, 3, 64, 64), (max_batch, 3, 80, 112)),
+                          sidecar={"pad_multiple": 16})
+    register(AFFINE)
+    try:
+        with simulate():
+            code = main(["validate", "--engine", str(engine), "--model", "affine"])
+    finally:
+        unregister("affine")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    fed = [word for line in out.splitlines() for word in line.split() if word.count("x") == 2 and word[0].isdigit()]
+    assert len(fed) == 3 and {int(s.split("x")[0]) for s in fed} == ({1} if max_batch == 1 else {1, 2}), fed
+    for size in fed:
+        _, h, w = map(int, size.split("x"))
+        assert 64 <= h <= 80 and 64 <= w <= 112, fed
