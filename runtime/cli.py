@@ -464,9 +464,13 @@ def _detect_model(args: argparse.Namespace) -> None:
         return
     if getattr(args, "onnx", None) or getattr(args, "engine", None):
         return  # the graph or engine runs; the checkpoint only vouches for its weights
+    import dataclasses
+
     from irdeploy.model.checkpoint import detect_checkpoint
 
     found = detect_checkpoint(args.checkpoint)
+    given = {key for key, _ in args.arg}  # an --arg the user passed is not assumed
+    found = dataclasses.replace(found, assumed=tuple(a for a in found.assumed if a.name not in given))
     print(f"irdeploy {args.command}: detected {found.describe()} in {args.checkpoint}", file=sys.stderr)
     args.model = found.name
     args.arg = [*found.kwargs.items(), *args.arg]

@@ -185,3 +185,8 @@ def test_arguments_the_weights_do_not_hold_are_named_as_assumed(tmp_path, capsys
                  "--no-parity", "--no-tensorrt", "--quiet"]) == 0
     line = next(x for x in capsys.readouterr().err.splitlines() if "detected" in x)
     assert "assumed, not in the weights: num_heads=[2, 2, 4, 2] (entry 0), window_size=8 (pass --arg" in line
+    # the argument the user passes is theirs, not an assumption
+    assert main(["export", "--checkpoint", str(path), "-o", str(tmp_path / "run4.onnx"), "--static", "16x16",
+                 "--arg", "window_size=4", "--no-parity", "--no-tensorrt", "--quiet"]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if "detected" in x)
+    assert "assumed, not in the weights: num_heads=[2, 2, 4, 2] (entry 0) (pass --arg" in line and "window_size" not in line
