@@ -8,8 +8,9 @@ default the shipped photographs (:data:`irdeploy.core.images.SAMPLES`) are used;
 images can be given instead.
 
 The :class:`CalibrationRecord` (method, crop size, each image's name and sha256, one digest
-over them) goes into the graph's metadata and from there into the engine sidecar, so an engine
-says what its scales were measured on.
+over them, and how the calibration ran: crops per graph run, tensor groups, memory budget) goes
+into the graph's metadata and from there into the engine sidecar, so an engine says what its
+scales were measured on.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class CalibrationRecord:
     crops_per_image: int
     crop_size: str  # "HxW"
     sha256: str  # over method, crop settings and the images' digests
+    # how it ran (export.int8_ranges); the ranges do not depend on it, so it is not in sha256
+    crops_per_pass: int = 1  # crops in one graph run (a static batch feeds a batch)
+    tensors: int = 0  # activation tensors calibrated
+    tensor_groups: int = 1  # graph runs per crop
+    budget_mib: int = 0  # calibration tensors one run may hold
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "images": [dict(i) for i in self.images]}
@@ -85,16 +91,20 @@ def calibration_crops(paths: list[Path], *, size: int | tuple[int, int], per_ima
     return crops
 
 
-def calibration_record(method: str, source: str, paths: list[Path], *, per_image: int, size: str) -> CalibrationRecord:
+def calibration_record(method: str, source: str, paths: list[Path], *, per_image: int, size: str,
+                       batch: int = 1, plan=None) -> CalibrationRecord:
+    """The record of a calibration; ``plan`` is the :class:`~irdeploy.export.int8_ranges.RangePlan`."""
     images = tuple({"name": p.name, "sha256": sha256_file(p)} for p in paths)
     digest = sha256_json({"method": method, "crops_per_image": per_image, "crop_size": size,
                           "images": [i["sha256"] for i in images]})
-    return CalibrationRecord(method, source, images, per_image, size, digest)
+    how = {} if plan is None else {"tensors": plan.tensors, "tensor_groups": plan.groups, "budget_mib": plan.budget_mib}
+    return CalibrationRecord(method, source, images, per_image, size, digest, crops_per_pass=batch, **how)
 
 
 def crop_reader(crops, input_name: str = "input"):
     """An ONNX Runtime ``CalibrationDataReader`` that feeds ``crops`` (float32 NCHW) to
-    ``input_name`` once each: the one reader the quantizer and the int8 benchmarks share.
+    ``input_name`` once each: the one reader the int8 benchmarks share (for ONNX Runtime's own
+    ``quantize_static`` calibration).
     ONNX Runtime is imported here, not at module import, so image-only users of this module
     do not load its quantization tooling."""
     from onnxruntime.quantization import CalibrationDataReader

@@ -107,6 +107,7 @@ def to_onnx(
     pad_mode: str = INFERENCE_PAD_MODE,
     calibration: str | os.PathLike | None = None,
     calibration_method: str | None = None,
+    int8_input_convs: str | None = None,
 ) -> ExportReport:
     """Export a zoo model to ``path`` and return the :class:`ExportReport`.
 
@@ -122,11 +123,13 @@ def to_onnx(
     ``precision="int8"`` writes a Q/DQ graph (:mod:`irdeploy.export.quantize`) calibrated on crops
     of the images in folder ``calibration`` (the shipped photographs by default) with
     ``calibration_method`` (default :data:`irdeploy.export.int8.DEFAULT_METHOD`); there
-    ``fp32_nodes`` names Conv/MatMul nodes to leave unquantized.
+    ``fp32_nodes`` names Conv/MatMul nodes to leave unquantized, and ``int8_input_convs``
+    ("float", the default, or "int8") whether the convolutions reading the input image are.
     """
     path = Path(path)
     check_precision(precision, EXPORT_PRECISIONS)
-    if precision != "int8" and (calibration is not None or calibration_method is not None):
+    if precision != "int8" and (calibration is not None or calibration_method is not None
+                                or int8_input_convs is not None):
         raise ValueError("calibration applies to precision='int8' only")
     if precision == "int8":
         from .calibration import calibration_images
@@ -148,7 +151,8 @@ def to_onnx(
 
         static = {} if spec.height is None else {"crop_size": (spec.height, spec.width), "batch": spec.batch}
         proto, extra = quantize_for_export(proto, spec.multiple, channels, calibration=calibration,
-                                           method=calibration_method, fp32_nodes=fp32_nodes or (), **static)
+                                           method=calibration_method, fp32_nodes=fp32_nodes or (), **static,
+                                           **({"input_convs": int8_input_convs} if int8_input_convs else {}))
         opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     elif precision != "fp32":
         from .precision import to_mixed_precision

@@ -44,10 +44,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, version_converter
 
-from .calibration import METHODS, crop_reader
+from .calibration import METHODS
+from .int8_ranges import RangePlan
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul")
-_CHUNK = 2  # calibration crops per calibrator pass
+BUDGET_MIB = 1024  # calibration tensors held per graph run (export.int8_ranges)
 MIN_OPSET = 19  # DequantizeLinear writes float16 (the engine's float parts) from opset 19 on
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _INT8 = (TensorProto.INT8, TensorProto.UINT8)
@@ -77,6 +78,7 @@ class Int8Info:
     quantized: dict[str, int]  # op type -> nodes with int8 inputs
     excluded: tuple[str, ...]  # nodes kept float (``fp32_nodes``)
     activations: int  # activation tensors with a QuantizeLinear
+    ranges: RangePlan | None = None  # how the calibration ran: tensors, groups, budget
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -91,16 +93,21 @@ def quantize_int8(
     method: str = "percentile",
     fp32_nodes: Collection[str] = (),
     input_name: str | None = None,
+    budget_mib: int = BUDGET_MIB,
 ) -> tuple[onnx.ModelProto, Int8Info]:
     """The Q/DQ graph of float32 ``model_fp32``, calibrated on ``crops`` (float32 NCHW arrays).
 
     ``method``: one of :data:`~irdeploy.export.calibration.METHODS` (ONNX Runtime's MinMax,
     Percentile at 99.999 or Entropy calibrators). ``fp32_nodes``: names of Conv/MatMul nodes to
-    leave unquantized (from :func:`irdeploy.export.int8_audit.bisect_int8`). Raises
+    leave unquantized (from :func:`irdeploy.export.int8_audit.bisect_int8`). ``budget_mib``: the
+    calibration tensors one graph run may hold (:mod:`irdeploy.export.int8_ranges`; the ranges
+    do not depend on it, the number of runs does). Raises
     ``ValueError`` for an unknown method, no crops, or a graph that cannot be upgraded to opset 19.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    from .int8_ranges import measure_ranges
 
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
@@ -114,21 +121,18 @@ def quantize_int8(
     input_name = input_name or model_fp32.graph.input[0].name
 
     calibrate, options = CALIBRATORS[method]
+    # Ranges measured by irdeploy's bounded passes (export.int8_ranges), not inside
+    # quantize_static: ONNX Runtime's calibrator holds every quantized tensor of a crop at once
+    # (past 15 GB for MPRNet-deblur at 256x256), and quantize_static passes no histogram sizes
+    # to its Entropy calibrator (with its 128 bins and 128 quantized bins the KL search has one
+    # candidate, the full range: "entropy" would silently be MinMax).
     with tempfile.TemporaryDirectory(prefix="irdeploy-int8-") as tmp, _quiet():
+        data, plan = measure_ranges(model_fp32, crops, op_types=QUANTIZED_OPS, method=calibrate().name,
+                                    options=options, budget_mib=budget_mib, input_name=input_name)
         source, target, ranges = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx", Path(tmp) / "ranges.json"
         onnx.save(model_fp32, source)
-        # Calibrated here rather than inside quantize_static, which passes no histogram sizes
-        # to its Entropy calibrator: with its 128 bins and 128 quantized bins the KL search has
-        # one candidate, the full range, so "entropy" would silently be MinMax.
-        calibrator = create_calibrator(source, list(QUANTIZED_OPS), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=calibrate(), extra_options={"symmetric": True, **options})
-        # A few crops per call: the calibrator keeps every quantized tensor of every crop it is
-        # given until it folds them into its ranges or histograms (gigabytes for 16 full-size
-        # crops of M3SNet-32); the ranges and histograms merge across calls.
-        for i in range(0, len(crops), _CHUNK):
-            calibrator.collect_data(crop_reader(crops[i:i + _CHUNK], input_name))
-        save_tensors_data(calibrator.compute_data(), ranges)
-        del calibrator
+        save_tensors_data(data, ranges)
+        del data
         quantize_static(
             str(source), str(target), None, calibration_cache_path=str(ranges),
             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
@@ -144,7 +148,7 @@ def quantize_int8(
     _float_readers_bypass(quantized.graph)
     _restore_metadata(quantized, model_fp32)
     info = Int8Info(method=method, quantized=dict(quantized_nodes(quantized)), excluded=tuple(fp32_nodes),
-                    activations=sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node))
+                    activations=sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node), ranges=plan)
     return quantized, info
 
 
@@ -152,6 +156,33 @@ def attention_products(model: onnx.ModelProto) -> list[str]:
     """MatMuls of two activations (no constant operand): the attention's q @ k and p @ v."""
     inits = {t.name for t in model.graph.initializer}
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and not inits.intersection(n.input)]
+
+
+_PIXEL_MOVES = ("Pad", "Slice", "Split", "Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze")
+
+
+def input_convolutions(model: onnx.ModelProto) -> list[str]:
+    """Conv/ConvTranspose nodes that read the graph's input image itself: directly or through ops
+    that only move its pixels (Pad, Slice, Split, Reshape, Transpose, ...), e.g. MPRNet's patch
+    slices. Their input is a [0, 1] image, which symmetric int8 stores in 128 levels."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    found, seen, frontier = [], set(), [model.graph.input[0].name]
+    while frontier:
+        tensor = frontier.pop()
+        for node in readers.get(tensor, []):
+            if node.name in seen:
+                continue
+            if node.op_type in ("Conv", "ConvTranspose") and node.input[0] == tensor:
+                seen.add(node.name)
+                found.append(node.name)
+            elif node.op_type in _PIXEL_MOVES and node.input[0] == tensor:
+                seen.add(node.name)
+                frontier.extend(node.output)
+    order = {n.name: i for i, n in enumerate(model.graph.node)}
+    return sorted(found, key=order.__getitem__)
 
 
 def is_int8(model: onnx.ModelProto) -> bool:

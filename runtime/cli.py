@@ -197,7 +197,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     report = to_onnx(model, args.output, opset=args.opset, static_shape=static, precision=args.precision,
                      attention=args.attention, parity=not args.no_parity, min_psnr=args.min_psnr,
                      fp32_nodes=fp32_nodes, tensorrt=not args.no_tensorrt, pad_mode=args.pad_mode,
-                     calibration=args.calibration, calibration_method=args.calibration_method)
+                     calibration=args.calibration, calibration_method=args.calibration_method,
+                     int8_input_convs=args.int8_input_convs)
     _print_report(report)
     return 0
 
@@ -625,6 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: calibrate on crops of the images in DIR (default: the shipped photographs)")
     p.add_argument("--calibration-method", choices=CALIBRATION_METHODS,
                    help="int8: activation-range calibrator (default: percentile, measured best)")
+    p.add_argument("--int8-input-convs", choices=("float", "int8"),
+                   help="int8: the convolutions reading the input image stay float (default) or are quantized")
     p.add_argument("--attention", choices=("matmul", "onnx23"), default="matmul",
                    help="attention core: MatMul-Softmax-MatMul (opset 18) or the opset-23 Attention op")
     p.add_argument("--opset", type=int, help="ONNX opset (default 18, 23 for --attention onnx23)")

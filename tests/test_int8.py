@@ -27,7 +27,8 @@ from irdeploy.export.calibration import calibration_crops, calibration_images
 from irdeploy.export.int8 import quantize_for_export
 from irdeploy.export.int8_audit import bisect_int8, int8_audit, node_kinds
 from irdeploy.export.parity import check_parity, make_inputs, parity_sizes
-from irdeploy.export.quantize import placement_problems, quantize_int8, quantized_nodes
+from irdeploy.export.int8_ranges import measure_ranges
+from irdeploy.export.quantize import CALIBRATORS, QUANTIZED_OPS, input_convolutions, placement_problems, quantize_int8, quantized_nodes
 from irdeploy.model.spec import pad_multiple
 
 ARCHS = list(TINY)
@@ -73,9 +74,23 @@ def test_qdq_placement_is_what_tensorrt_fuses(int8_graph, arch):
     producer = {o: n for n in graph.node for o in n.output}
     counts = quantized_nodes(q)
     convs = sum(n.op_type in ("Conv", "ConvTranspose") for n in fp32.graph.node)
-    assert counts["Conv"] + counts["ConvTranspose"] == convs  # every convolution reads int8
+    # the convolutions reading the image itself stay float (the default), every other one reads int8
+    first = input_convolutions(fp32)
+    assert len(first) == {"mprnet": 7, "mhnet": 2}.get(arch, 1)  # MPRNet: 4 + 2 patches and the image
+    fp32_producer = {o: n for n in fp32.graph.node for o in n.output}
+    for name in first:
+        source = next(n for n in fp32.graph.node if n.name == name).input[0]
+        while source != fp32.graph.input[0].name:  # back to the image through pixel moves only
+            assert fp32_producer[source].op_type in ("Slice", "Pad", "Split", "Reshape", "Transpose"), name
+            source = fp32_producer[source].input[0]
+    assert counts["Conv"] + counts["ConvTranspose"] == convs - len(first)
+    assert ExportMetadata.read(q).extra["int8"]["float_input_convs"] == first
     for node in graph.node:
         if node.op_type not in ("Conv", "ConvTranspose"):
+            continue
+        if node.name in first:
+            assert node.input[0] not in producer or producer[node.input[0]].op_type != "DequantizeLinear"
+            assert inits[node.input[1]].data_type == TensorProto.FLOAT, node.name
             continue
         data, weight = producer[node.input[0]], producer[node.input[1]]
         assert data.op_type == weight.op_type == "DequantizeLinear", node.name
@@ -97,6 +112,15 @@ def test_qdq_placement_is_what_tensorrt_fuses(int8_graph, arch):
             operands = [producer.get(i) for i in node.input]
             if any(p is not None and p.op_type == "DequantizeLinear" for p in operands):
                 assert any(p.input[0] in inits for p in operands if p is not None and p.op_type == "DequantizeLinear")
+
+
+def test_input_convs_quantized_on_request(int8_graph):
+    _, fp32, _, model = int8_graph("m3snet")
+    q, extra = quantize_for_export(fp32, pad_multiple(model), crop_size=32, crops_per_image=1, input_convs="int8")
+    assert quantized_nodes(q)["Conv"] == sum(n.op_type == "Conv" for n in fp32.graph.node)
+    assert extra["int8"]["input_convs"] == "int8" and extra["int8"]["float_input_convs"] == []
+    with pytest.raises(ValueError, match="input_convs must be one of float, int8"):
+        quantize_for_export(fp32, pad_multiple(model), input_convs="fp16")
 
 
 def test_placement_check_catches_what_tensorrt_rejects():
@@ -162,6 +186,31 @@ def test_calibration_methods_measure_different_ranges():
     assert scales["entropy"] < scales["minmax"] / 5
 
 
+def test_calibration_passes_hold_a_bounded_set_and_give_the_same_ranges(tiny_onnx):
+    """Tensors split into groups by a memory budget: the same ranges as one pass, and as ONNX
+    Runtime's own calibrator fed one crop per call (the histograms see the crops in one order)."""
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    from irdeploy.export.calibration import crop_reader
+
+    path, _ = tiny_onnx("m3snet")
+    fp32 = onnx.load(path)
+    crops = calibration_crops(calibration_images()[1][:2], size=32, per_image=1)
+    calibrate, options = CALIBRATORS["percentile"]
+    kwargs = dict(op_types=QUANTIZED_OPS, method="Percentile", options=options, input_name="input")
+    whole, one = measure_ranges(fp32, crops, budget_mib=4096, **kwargs)
+    split, many = measure_ranges(fp32, crops, budget_mib=1, **kwargs)
+    assert one.groups == 1 and many.groups >= 4 and many.largest_group_mib <= 1.0 and one.tensors == many.tensors
+    ort = create_calibrator(path, list(QUANTIZED_OPS), augmented_model_path=str(path) + ".aug.onnx",
+                            calibrate_method=calibrate(), extra_options={"symmetric": True, **options})
+    for crop in crops:
+        ort.collect_data(crop_reader([crop]))
+    reference = ort.compute_data()
+    assert set(whole.keys()) == set(split.keys()) == set(reference.keys())
+    for name in reference.keys():
+        assert whole[name].range_value == split[name].range_value == reference[name].range_value, name
+
+
 def test_calibration_folder_errors_are_one_line(tmp_path):
     with pytest.raises(ValueError, match="no such folder"):
         calibration_images(tmp_path / "missing")
@@ -186,6 +235,8 @@ def test_to_onnx_int8_records_the_calibration(tmp_path):
     assert meta.precision == "int8" and meta.opset >= 19
     calib = meta.extra["calibration"]
     assert calib["method"] == "percentile" and calib["source"] == str(photos)
+    assert calib["crops_per_pass"] == 1 and calib["tensor_groups"] >= 1 and calib["budget_mib"] == 1024
+    assert meta.extra["int8"]["input_convs"] == "float" and meta.extra["int8"]["float_input_convs"] == ["node_conv2d"]
     assert [(i["name"], i["sha256"]) for i in calib["images"]] == [
         (p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(photos.iterdir())]
     # a floor it cannot reach: nothing is written, the earlier file stays as it was
@@ -250,7 +301,7 @@ def test_audit_ranks_layers_and_bisect_reaches_the_floor(int8_graph):
     assert list(result.fp32_nodes) == [r.node for r in nodes[:len(result.fp32_nodes)]]
     # the answer is an export option: those nodes are left unquantized
     kept, info = quantize_int8(fp32, calibration_crops(calibration_images()[1], size=64, per_image=1),
-                               fp32_nodes=result.fp32_nodes)
+                               fp32_nodes=[*result.fp32_nodes, *input_convolutions(fp32)])
     assert sum(info.quantized.values()) == len(nodes) - len(result.fp32_nodes)
     dq = {n.output[0] for n in kept.graph.node if n.op_type == "DequantizeLinear"}
     assert not any(dq.intersection(n.input) for n in kept.graph.node if n.name in result.fp32_nodes)
