@@ -13,6 +13,8 @@ Three phases, each model's conversion in its own process (so its peak RSS is its
 2. ``task``: the bundled quickstart checkpoint (a trained M3SNet) restores the four shipped
    photographs blurred as the quickstart blurs them; PSNR against the sharp photographs for
    eager, fp32, fp16, bf16 (twin) and int8, and for int8 each calibration method.
+   ``task-inputs``: int8 with the input convolutions in int8 and float (the default);
+   ``task-keep``: the default int8 graph with its K worst layers by the int8 audit kept float.
 3. ``latency`` (run it under ``flock /tmp/irdeploy-timing.lock``): ONNX Runtime CPU, 2 threads,
    fp32 / fp16 / int8 graphs of phase 1 interleaved round by round; medians, spread and the
    per-round int8/fp32 ratio. ``uptime`` before and after goes into the results.
@@ -20,6 +22,8 @@ Three phases, each model's conversion in its own process (so its peak RSS is its
 Usage:
     python benchmarks/int8_table.py convert --models m3snet-32,mprnet-deblur,mhnet,nafnet-gopro-32,restormer-derain
     python benchmarks/int8_table.py task
+    python benchmarks/int8_table.py task-inputs   # input convolutions int8 vs float (the default)
+    python benchmarks/int8_table.py task-keep     # the default int8 graph with its K worst layers float
     flock /tmp/irdeploy-timing.lock python benchmarks/int8_table.py latency --rounds 7
     python benchmarks/int8_table.py table      # benchmarks/results/int8-<date>.md from the JSON
 Work files go to /tmp/irdeploy-int8-bench (override with --work).
@@ -233,6 +237,43 @@ def task_keep(work: Path, keeps: list[int]) -> dict:
     return out
 
 
+def task_inputs(work: Path) -> dict:
+    """Phase 2c: the quickstart task ΔPSNR (percentile) with the input convolutions in int8 (the
+    earlier default) and float (the default now), and two further steps measured beside them."""
+    import onnx
+
+    from irdeploy.core.images import psnr
+    from irdeploy.export import quantize
+    from irdeploy.export import to_onnx
+    from irdeploy.export.int8 import quantize_for_export
+
+    model, _, m, photos = _quickstart_photos()
+    path = work / "quickstart-fp32.onnx"
+    to_onnx(model, path, tensorrt=False, parity=False)
+    fp32 = onnx.load(path)
+
+    def mean_psnr(graph) -> float:
+        outs = _run(graph.SerializeToString(), [x for _, x, _, _, _ in photos])
+        return statistics.mean(psnr(np.clip(o[0].transpose(1, 2, 0)[:h, :w], 0, 1), t)
+                               for o, (_, _, t, h, w) in zip(outs, photos))
+
+    base = mean_psnr(fp32)
+    strided = [n.name for n in fp32.graph.node if n.op_type == "Conv"
+               and any(a.name == "strides" and max(a.ints) > 1 for a in n.attribute)]
+    out: dict = {"input_convs": quantize.input_convolutions(fp32), "first_strided_conv": strided[0], "delta": {}}
+    variants = [("input convs int8", {"input_convs": "int8"}), ("input convs float (default)", {}),
+                ("input convs + first strided conv float", {"fp32_nodes": strided[:1]})]
+    for label, kwargs in variants:
+        out["delta"][label] = round(mean_psnr(quantize_for_export(fp32, m, **kwargs)[0]) - base, 3)
+    settings = quantize.CALIBRATORS["percentile"][1]
+    default, settings["percentile"] = settings["percentile"], 99.99
+    try:
+        out["delta"]["input convs float, percentile 99.99"] = round(mean_psnr(quantize_for_export(fp32, m)[0]) - base, 3)
+    finally:
+        settings["percentile"] = default
+    return out
+
+
 def latency(work: Path, rounds: int, threads: int) -> dict:
     """Phase 3: interleaved ONNX Runtime CPU latency of every graph of phase 1."""
     import onnxruntime as ort
@@ -330,6 +371,12 @@ def table(results: dict) -> str:
                   "| K | " + " | ".join(keep["keep"]) + " |", "|---|" + "---|" * len(keep["keep"]),
                   "| ΔPSNR | " + " | ".join(f"{v:+.3f}" for v in keep["keep"].values()) + " |", "",
                   "Worst layers alone: " + ", ".join(f"{w['node']} ({w['kind']}) {w['psnr']:.1f} dB" for w in keep["worst"][:5]) + "."]
+    inputs = results.get("task_inputs")
+    if inputs:
+        lines += ["", "The input convolutions (" + ", ".join(inputs["input_convs"]) + ", reading the image) and two "
+                  "further steps, percentile: ΔPSNR dB against the float32 graph", "",
+                  "| variant | ΔPSNR dB |", "|---|---|",
+                  *(f"| {k} | {v:+.3f} |" for k, v in inputs["delta"].items())]
     if results.get("notes"):
         lines += ["", "## Notes", "", *(f"- {n}" for n in results["notes"])]
     return "\n".join(lines) + "\n"
@@ -337,7 +384,7 @@ def table(results: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=("convert", "task", "task-keep", "latency", "table", "one"))
+    parser.add_argument("phase", choices=("convert", "task", "task-keep", "task-inputs", "latency", "table", "one"))
     parser.add_argument("--models", default="m3snet-32,mprnet-deblur,mhnet,nafnet-gopro-32,restormer-derain")
     parser.add_argument("--methods", default="minmax,percentile,entropy")
     parser.add_argument("--rounds", type=int, default=7)
@@ -379,6 +426,8 @@ def main() -> int:
             results_path.write_text(json.dumps(results, indent=1))
     elif args.phase == "task":
         results["task"] = task(work, args.methods.split(","))
+    elif args.phase == "task-inputs":
+        results["task_inputs"] = task_inputs(work)
     elif args.phase == "task-keep":
         results["task_keep"] = task_keep(work, [0, 1, 2, 4, 8, 16])
     elif args.phase == "latency":

@@ -267,6 +267,7 @@ def test_tensorrt_rtx_builds_int8(int8_graph, tmp_path, arch):
     assert side["mixed_precision"]["precision"] == "fp16" and side["mixed_precision"]["fp32_share"] < 0.1
     calib = side["calibration"]
     assert calib["method"] == "percentile" and [i["name"] for i in calib["images"]] == list(SAMPLES)
+    assert calib["crops_per_pass"] == 1 and calib["tensor_groups"] >= 1 and calib["tensors"] > 0
     assert calib["images"][0]["sha256"] == hashlib.sha256(sample_path(SAMPLES[0]).read_bytes()).hexdigest()
 
 
