@@ -137,7 +137,9 @@ def convert(preset: str, work: Path) -> dict:
     start = time.perf_counter()
     graphs["int8"], extra = quantize_for_export(fp32, m, crop_size=(SIZE, SIZE))  # a static graph: its own size
     row["steps"]["int8"] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": round(_rss_mib()),
-                            "method": DEFAULT_METHOD, "quantized": extra["int8"]["quantized"]}
+                            "method": DEFAULT_METHOD, "quantized": extra["int8"]["quantized"],
+                            "calibration": {k: extra["calibration"][k] for k in
+                                            ("crop_size", "crops_per_pass", "tensors", "tensor_groups", "budget_mib")}}
     for precision in ("fp16", "int8"):
         onnx.save(graphs[precision], work / f"{preset}-{precision}.onnx")
     row["psnr"]["fp32"] = _psnr(_run(fp32.SerializeToString(), inputs), references)

@@ -128,9 +128,10 @@ def to_onnx(
     """
     path = Path(path)
     check_precision(precision, EXPORT_PRECISIONS)
-    if precision != "int8" and (calibration is not None or calibration_method is not None
-                                or int8_input_convs is not None):
+    if precision != "int8" and (calibration is not None or calibration_method is not None):
         raise ValueError("calibration applies to precision='int8' only")
+    if precision != "int8" and int8_input_convs is not None:
+        raise ValueError("int8 input convolutions apply to precision='int8' only")
     if precision == "int8":
         from .calibration import calibration_images
 

@@ -246,6 +246,8 @@ def test_to_onnx_int8_records_the_calibration(tmp_path):
     assert out.read_bytes() == before
     with pytest.raises(ValueError, match="precision='int8' only"):
         to_onnx(model, tmp_path / "x.onnx", calibration=photos)
+    with pytest.raises(ValueError, match="int8 input convolutions apply to precision='int8' only"):
+        to_onnx(model, tmp_path / "x.onnx", int8_input_convs="int8")
 
 
 @requires_rtx
