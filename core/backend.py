@@ -24,7 +24,9 @@ class Backend(ABC):
     pad_multiple: int = 1
     pad_mode: str = "constant"
     channels: int = 3  # image channels the network takes
-    # The largest NCHW batch the artifact accepts (a TensorRT profile's max); None: any size.
+    # The smallest and largest NCHW batch the artifact accepts after padding (a TensorRT
+    # profile's min and max); None: any size.
+    min_shape: tuple[int, ...] | None = None
     max_shape: tuple[int, ...] | None = None
     # How open_backend obtained the ONNX graph or engine (irdeploy.runtime.artifacts.Artifact).
     artifact: Any = None

@@ -26,6 +26,7 @@ class TensorRTBackend(Backend):
         self.pad_multiple = self.engine.pad_multiple
         self.pad_mode = self.engine.sidecar.get("pad_mode", "constant")
         self.device = "cuda"
+        self.min_shape = tuple(self.engine.profile.min)
         self.max_shape = tuple(self.engine.profile.max)
         self.channels = int(self.engine.profile.max[1])
 

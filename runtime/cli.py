@@ -420,24 +420,38 @@ def _cmd_triton(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .serving import TritonServer
+    from .serving.errors import ServerExited
 
     server = TritonServer(args.onnx or args.engine, name=args.name, host=args.host, http_port=args.http_port,
                           grpc_port=args.grpc_port, max_batch=args.max_batch,
                           max_size=args.max_size[-2:] if args.max_size else None,
                           delay_us=args.dynamic_batching_delay_us, device=args.device, threads=args.threads,
                           log_file=args.log_file, open_statistics=args.open_statistics)
-    server.start()
+    for stop in (signal.SIGINT, signal.SIGTERM):  # SIGTERM too: `docker stop`, and PID 1 ignores it unhandled
+        signal.signal(stop, _interrupt_once)
+    try:
+        server.start()
+    except KeyboardInterrupt:
+        print("irdeploy serve: interrupted while starting; nothing is left running", file=sys.stderr)
+        return 130
+    for note in server.notes:
+        print(f"irdeploy serve: warning: {note}", file=sys.stderr)
+    sizes = server.sizes
     print(f"serving {args.name} (float32 NCHW) and {args.name}_image (uint8 HxWxC), max batch {server.max_batch}, "
-          f"images up to {server.max_size[0]}x{server.max_size[1]}: {server.http_url} {server.grpc_url}; Ctrl-C stops",
-          flush=True)
-    signal.signal(signal.SIGINT, _interrupt_once)
-    server.wait()
+          f"images {sizes.min_size[0]}x{sizes.min_size[1]} to {sizes.max_size[0]}x{sizes.max_size[1]}"
+          f"{' padded' if sizes.padded else ''}: {server.http_url} {server.grpc_url}; Ctrl-C stops", flush=True)
+    try:
+        server.wait()
+    except ServerExited as exc:
+        print(f"irdeploy serve: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _interrupt_once(signum: int, frame: object) -> None:
-    """First Ctrl-C stops the server; more while it shuts down are ignored, not a traceback."""
+    """First Ctrl-C (or SIGTERM) stops the server; more while it shuts down are ignored, not a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

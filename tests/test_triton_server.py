@@ -9,12 +9,15 @@ shutdown. Every request loop is bounded in count and time.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +32,7 @@ from irdeploy.core.ort_backend import OnnxRuntimeBackend  # noqa: E402
 from irdeploy.runtime.serving import ServingError, TritonServer  # noqa: E402
 from irdeploy.runtime.serving.batching import infer_by_size  # noqa: E402
 from irdeploy.runtime.serving.pixels import to_float, to_uint8  # noqa: E402
-from irdeploy.runtime.serving.python_model import failure_line, respond_by_size  # noqa: E402
+from irdeploy.runtime.serving.python_model import SizeRule, failure_line, respond_by_size  # noqa: E402
 from irdeploy.runtime.serving.server import free_port  # noqa: E402
 from irdeploy.runtime.triton_client import restore  # noqa: E402
 
@@ -264,6 +267,117 @@ def test_a_model_that_fails_to_load_is_one_line_and_leaves_nothing(graph, monkey
     client.close()
 
 
+def test_the_model_config_clients_read_holds_no_server_path(server):
+    """Any client may read a model's configuration: the artifact's path stays in a private file."""
+    client = httpclient.InferenceServerClient(server.http_url.split("://")[1])
+    try:
+        for model in (server.name, server.name + "_image"):
+            params = client.get_model_config(model).get("parameters", {})
+            assert params["irdeploy.max_size"]["string_value"] == "128x128"
+            assert not any("/" in v["string_value"] for v in params.values()), params
+            assert "irdeploy.pad_multiple" not in params  # the client must not pad: the server does
+    finally:
+        client.close()
+
+
+def test_size_rules_for_graphs_and_engine_profiles(graph):
+    """A graph's maximum is compared with the image as sent (--max-size 1080x1920 takes 1080p);
+    an engine's profile bounds the padded tensor, from its min (refused in one line, 400) to its
+    max; a min batch above 1, a max batch or max size above the profile are refused at start."""
+    from irdeploy.runtime.serving.server import _Found
+
+    assert SizeRule((1, 1), (1080, 1920), 16, padded=False).error(1080, 1920) is None
+    engine = _Found(channels=3, pad_multiple=16, min_shape=(1, 3, 64, 64), max_shape=(4, 3, 512, 512))
+    max_batch, rule = TritonServer(graph)._limits(engine)
+    assert max_batch == 4 and rule.padded and rule.min_size == (64, 64) and rule.max_size == (512, 512)
+    assert rule.error(50, 64) is None  # padded to 64x64
+    assert rule.error(32, 32) == ("image 32x32 is outside what this server accepts "
+                                  "(64x64 to 512x512 after padding to multiples of 16 (the engine's profile))")
+    assert rule.error(500, 64) is None and rule.error(520, 64) is not None
+    assert TritonServer(graph, max_size=(300, 300))._limits(engine)[1].max_size == (304, 304)
+    for kwargs, found, message in (
+            ({"max_batch": 8}, engine, "max batch 8 is larger than the engine profile's max batch 4"),
+            ({"max_size": (600, 600)}, engine, "max size 600x600 .* larger than the engine profile's 512x512"),
+            ({}, _Found(3, 16, (2, 3, 64, 64), (4, 3, 512, 512)), "min batch is 2, but Triton sends batches from 1")):
+        with pytest.raises(ServingError, match=message):
+            TritonServer(graph, **kwargs)._limits(found)
+
+
+def test_hosts_and_ports_triton_can_listen_on(graph):
+    assert TritonServer(graph, host="localhost").host == "127.0.0.1"  # Triton itself would bind 255.255.255.255
+    with pytest.raises(ServingError, match="IPv6"):
+        TritonServer(graph, host="::1")
+    with pytest.raises(ServingError, match="does not resolve"):
+        TritonServer(graph, host="no-such-host.invalid")
+    with pytest.raises(ServingError, match="HTTP and gRPC need two ports; both are 9000"):
+        TritonServer(graph, http_port=9000, grpc_port=9000)
+
+
+def test_shared_memory_warning_names_the_fix():
+    from irdeploy.runtime.serving.server import _shm_notes
+
+    assert _shm_notes(1, 3, (8, 8)) == []
+    (note,) = _shm_notes(10**6, 3, (2160, 3840))
+    assert note.startswith("/dev/shm has ") and "--shm-size=" in note and "--max-size" in note
+
+
+def test_the_readiness_check_ignores_an_http_proxy(server, monkeypatch, tmp_path):
+    from irdeploy.runtime.serving.tritonserver import TritonProcess
+
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    probe = TritonProcess(tmp_path / "models", tmp_path, host="127.0.0.1", http_port=server.http_port, grpc_port=1,
+                          open_statistics=False, log_file=None, shm_prefix="x")
+    assert probe._ready("/v2/health/ready")
+
+
+def test_a_failed_start_reads_only_its_own_lines_of_a_reused_log(tmp_path):
+    from irdeploy.runtime.serving.tritonserver import TritonProcess
+
+    log = tmp_path / "triton.log"
+    log.write_text('E1201 10:00:00.000000 1 model_lifecycle.cc:642] "failed to load \'irdeploy\' version 1: old"\n')
+    process = TritonProcess(tmp_path / "models", tmp_path, host="127.0.0.1", http_port=1, grpc_port=2,
+                            open_statistics=False, log_file=log, shm_prefix="x")
+    with open(log, "a") as out:
+        out.write('E1201 10:00:01.000000 1 model_lifecycle.cc:642] "failed to load \'irdeploy\' version 1: new\\nAt:"\n')
+    assert process.reason() == f"failed to load 'irdeploy' version 1: new (log: {log})"
+
+
+def test_console_output_is_drained_after_stdout_goes_away(tmp_path, monkeypatch):
+    """A closed stdout (``| head``, a log shipper restarting) must not stop the draining of the
+    server's console: a full pipe would block the server's next log write."""
+    import io
+
+    from irdeploy.runtime.serving.tritonserver import TritonProcess
+
+    class Gone(io.TextIOBase):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    process = TritonProcess(tmp_path / "models", tmp_path, host="127.0.0.1", http_port=1, grpc_port=2,
+                            open_statistics=False, log_file=None, shm_prefix="x")
+    process.args = [sys.executable, "-c", "import sys\nfor i in range(20000): print('x' * 200)\nprint('last')"]
+    monkeypatch.setattr(sys, "stdout", Gone())
+    process.start([])
+    waiter = threading.Thread(target=process.wait, daemon=True)
+    waiter.start()
+    waiter.join(60)
+    assert not waiter.is_alive() and process.exit_code == 0  # 4 MB through a 64 KiB pipe: drained
+    assert process.reason() == "last"
+
+
+def test_workspaces_of_dead_processes_are_swept(tmp_path, monkeypatch):
+    import tempfile
+
+    from irdeploy.runtime.serving import tritonserver
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / f"{tritonserver.WORKSPACE_PREFIX}999999999-abc"  # no such pid
+    dead.mkdir()
+    mine = tritonserver.workspace()
+    assert not dead.exists() and mine.name.startswith(f"{tritonserver.WORKSPACE_PREFIX}{os.getpid()}-")
+    assert tritonserver.workspace().exists() and mine.exists()  # a live process's folders stay
+
+
 def test_shutdown_is_clean(server):
     """Last in the module: stop the shared server; the ports close and a second stop is harmless."""
     client = httpclient.InferenceServerClient(server.http_url.split("://")[1])
@@ -277,7 +391,8 @@ def test_shutdown_is_clean(server):
     client.close()
 
 
-def test_cli_serve_until_interrupted(graph, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_serve_until_interrupted(graph, tmp_path, stop):
     """``irdeploy serve`` in a subprocess: ready line, a real request, Ctrl-C, exit code 0.
 
     Triton's log goes to a file: on standard output its block-buffered writes can land mid-line
@@ -297,14 +412,29 @@ def test_cli_serve_until_interrupted(graph, tmp_path):
         why = f"exit code {proc.poll()}; stderr: {stderr.read_text()[-2000:]}"
         assert f"http://127.0.0.1:{http}" in line and "max batch 2" in line, why
         assert restore(f"grpc://127.0.0.1:{grpc}", IMAGES[:1])[0].shape == IMAGES[0].shape
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         proc.communicate(timeout=60)
         assert proc.returncode == 0, stderr.read_text()[-2000:]
+        assert not list(Path(tempfile.gettempdir()).glob(f"irdeploy-serve-{proc.pid}-*"))  # workspace removed
     finally:
         watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_server_started_from_a_short_lived_thread_keeps_serving(graph):
+    """The parent-death signal follows the thread that forked: Triton is forked by the server's own
+    thread, so the caller's thread may end (a request handler, a worker) and Triton stays."""
+    running = TritonServer(graph, threads=1, log_file="/dev/null")
+    starter = threading.Thread(target=running.start)
+    starter.start()
+    starter.join(180)
+    try:
+        time.sleep(1)  # a SIGTERM from the parent-death signal would have stopped it by now
+        assert restore(running.http_url, IMAGES[:1])[0].shape == IMAGES[0].shape
+    finally:
+        running.stop()
 
 
 def test_a_killed_server_process_leaves_no_triton_behind(graph):

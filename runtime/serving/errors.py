@@ -10,6 +10,10 @@ class ServingError(ValueError):
     """A Triton repository, model configuration or server setting that Triton would reject."""
 
 
+class ServerExited(RuntimeError):
+    """Triton exited by itself while serving (a crash, or killed): the input was fine (exit code 1)."""
+
+
 def require(module: str) -> None:
     """Fail in one line, naming the extra to install, when a serving dependency is missing."""
     import importlib.util

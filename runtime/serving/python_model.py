@@ -23,22 +23,28 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from irdeploy.core.metadata import PAD_MULTIPLE_KEY
 from irdeploy.core.padding import aligned
 
 from .batching import infer_by_size
 from .pixels import to_float, to_uint8
 
+# Model-configuration parameters (any client can read a model's configuration: nothing private).
 ROLE_KEY = "irdeploy.role"
-ARTIFACT_KEY = "irdeploy.artifact"
-DEVICE_KEY = "irdeploy.device"
-THREADS_KEY = "irdeploy.threads"
+MIN_SIZE_KEY = "irdeploy.min_size"
 MAX_SIZE_KEY = "irdeploy.max_size"
+LIMIT_KEY = "irdeploy.size_limit"  # "image": H, W as sent; "padded": after padding (an engine's profile)
+# The multiple this server pads to itself. Not irdeploy.pad_multiple: that one tells a client the
+# model runs the raw graph and the client must pad (a repository from ``irdeploy triton``).
+MULTIPLE_KEY = "irdeploy.server_pad_multiple"
 TENSOR_MODEL_KEY = "irdeploy.tensor_model"
+# What only the server sees: the artifact's path, device and threads, in the version folder.
+PRIVATE_FILE = "irdeploy.json"
 TENSOR_IO = ("input", "output")
 IMAGE_IO = ("image", "restored")
 
@@ -47,13 +53,39 @@ class RequestError(ValueError):
     """A request this server refuses; its message is what the client reads."""
 
 
-def size_error(h: int, w: int, max_size: tuple[int, int], multiple: int) -> str | None:
-    """Why an ``h`` x ``w`` image cannot be served, or None (the one rule of both roles)."""
-    max_h, max_w = max_size
-    if h < 1 or w < 1 or aligned(h, multiple) > max_h or aligned(w, multiple) > max_w:
-        return (f"image {h}x{w} is outside what this server accepts "
-                f"(1x1 to {max_h}x{max_w}, padded to multiples of {multiple})")
-    return None
+@dataclass(frozen=True)
+class SizeRule:
+    """Which image sizes a server takes: ``min_size``..``max_size`` (H, W), compared as sent
+    (an ONNX graph, where the maximum is a policy) or after padding to ``multiple`` (an engine,
+    whose profile bounds the padded tensor)."""
+
+    min_size: tuple[int, int]
+    max_size: tuple[int, int]
+    multiple: int
+    padded: bool
+
+    def error(self, h: int, w: int) -> str | None:
+        """Why an ``h`` x ``w`` image cannot be served, or None (the one rule of both roles)."""
+        size = (aligned(h, self.multiple), aligned(w, self.multiple)) if self.padded else (h, w)
+        if h >= 1 and w >= 1 and all(lo <= v <= hi for v, lo, hi in zip(size, self.min_size, self.max_size)):
+            return None
+        (min_h, min_w), (max_h, max_w) = self.min_size, self.max_size
+        how = (f"after padding to multiples of {self.multiple} (the engine's profile)" if self.padded
+               else "as sent")
+        return f"image {h}x{w} is outside what this server accepts ({min_h}x{min_w} to {max_h}x{max_w} {how})"
+
+    def parameters(self) -> dict[str, str]:
+        return {MIN_SIZE_KEY: "x".join(map(str, self.min_size)), MAX_SIZE_KEY: "x".join(map(str, self.max_size)),
+                MULTIPLE_KEY: str(self.multiple), LIMIT_KEY: "padded" if self.padded else "image"}
+
+    @classmethod
+    def from_parameters(cls, params: dict[str, str]) -> SizeRule:
+        def size(text: str) -> tuple[int, int]:
+            h, w = text.split("x")
+            return int(h), int(w)
+
+        return cls(size(params[MIN_SIZE_KEY]), size(params[MAX_SIZE_KEY]), int(params[MULTIPLE_KEY]),
+                   params[LIMIT_KEY] == "padded")
 
 
 def failure_line(exc: BaseException) -> str:
@@ -98,16 +130,13 @@ class TritonPythonModel:
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         self.role = params[ROLE_KEY]
         self.max_batch = int(config["max_batch_size"])
-        h, w = params[MAX_SIZE_KEY].split("x")
-        self.max_size = (int(h), int(w))
-        self.multiple = int(params.get(PAD_MULTIPLE_KEY, "1"))
+        self.sizes = SizeRule.from_parameters(params)
         self.backend: Any = None
         if self.role == "tensor":
             from .artifact import open_artifact_backend
 
-            threads = int(params[THREADS_KEY]) if params.get(THREADS_KEY) else None
-            self.backend = open_artifact_backend(params[ARTIFACT_KEY], device=params[DEVICE_KEY], threads=threads)
-            self.multiple = self.backend.pad_multiple
+            private = json.loads((Path(args["model_repository"]) / args["model_version"] / PRIVATE_FILE).read_text())
+            self.backend = open_artifact_backend(private["artifact"], device=private["device"], threads=private["threads"])
         else:
             self.tensor_model = params[TENSOR_MODEL_KEY]
 
@@ -118,7 +147,7 @@ class TritonPythonModel:
         for request in requests:
             array = pb.get_input_tensor_by_name(request, name).as_numpy()
             h, w = array.shape[-2:] if layout == "nchw" else array.shape[1:3]
-            arrays.append(size_error(h, w, self.max_size, self.multiple) or array)
+            arrays.append(self.sizes.error(h, w) or array)
         log = pb.Logger.log_error
         if self.role == "tensor":
             results = respond_by_size(arrays, lambda batches: infer_by_size(self.backend, batches, self.max_batch), log)

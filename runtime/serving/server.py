@@ -10,7 +10,8 @@ Both batch dynamically. Images of different sizes cannot share one tensor, so ea
 batch is split by image size: requests of one size run as one backend batch, other sizes as
 further batches in the same round. Triton itself rejects a wrong data type, rank, channel count
 or a batch above ``max_batch``; irdeploy's model (:mod:`.python_model`) refuses an image outside
-1x1..``max_size`` (an engine's profile max by default). Every request gets its own answer: a
+its :class:`~.python_model.SizeRule` (a graph: 1x1 to ``max_size`` as sent; an engine: its
+profile, after padding). Every request gets its own answer: a
 refused or failed request gets one line and the requests batched with it still run; tracebacks
 go to Triton's log only. The server process is :mod:`.tritonserver`.
 """
@@ -19,15 +20,16 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
-from irdeploy.core.metadata import PAD_MODE_KEY, PAD_MULTIPLE_KEY
+from irdeploy.core.padding import aligned
 from irdeploy.core.progress import step
 
 from . import python_model as pm
 from . import tritonserver
 from .artifact import open_artifact_backend
-from .errors import ServingError, require
+from .errors import ServerExited, ServingError, require
 
 DEFAULT_MODEL = "irdeploy"
 IMAGE_SUFFIX = "_image"
@@ -62,11 +64,14 @@ def port_is_free(host: str, port: int) -> bool:
 class TritonServer:
     """A Triton server for one ONNX graph or engine; ``start``/``stop`` or a ``with`` block.
 
-    Start it from a thread that outlives it: Triton is told to stop when the thread that started
-    it exits (Linux's parent-death signal), so a crashed irdeploy leaves no server behind.
+    Triton stops when this process dies (Linux's parent-death signal), so a crashed irdeploy
+    leaves no server behind; any thread may start it.
 
     ``max_batch``: Triton's max batch (default: the engine profile's max N, else 8).
-    ``max_size``: largest (H, W) accepted (default: the engine profile's, else 2160x3840).
+    ``max_size``: largest (H, W) accepted: for a graph as sent (default 2160x3840), for an engine
+    after padding (default and limit: its profile's max; its min is the smallest). After
+    :meth:`start`, ``sizes`` is the rule (:class:`~.python_model.SizeRule`) and ``notes`` the
+    warnings to show (a /dev/shm too small for a full batch).
     ``delay_us``: how long the dynamic batcher waits to fill a batch. Ports 0 pick free ones.
     ``device``: ``cpu`` (ONNX Runtime CPU) or ``cuda[:N]``; ``threads``: ONNX Runtime threads.
     ``log_file``: where Triton writes its log (default: this process's stdout).
@@ -92,12 +97,15 @@ class TritonServer:
         if open_statistics and not _is_loopback(host):
             raise ServingError(f"open statistics (no access token) are for a loopback host such as 127.0.0.1, not {host}")
         check_spelling(device)
+        host = _ipv4(host)
+        if http_port and http_port == grpc_port:
+            raise ServingError(f"HTTP and gRPC need two ports; both are {http_port}")
         self.open_statistics = open_statistics
         self.artifact = Path(artifact)
         self.name = name
         self.host = host
         self.http_port = http_port or free_port(host)
-        self.grpc_port = grpc_port or free_port(host)
+        self.grpc_port = grpc_port or next(p for p in iter(lambda: free_port(host), None) if p != self.http_port)
         self.delay_us = delay_us
         self.device = device
         self.threads = threads
@@ -122,24 +130,18 @@ class TritonServer:
             if not port_is_free(self.host, port):
                 raise ServingError(f"port {port} on {self.host} is in use; choose another (--http-port/--grpc-port)")
         with step(f"checking {self.artifact.name}"):
-            backend = open_artifact_backend(self.artifact, device=self.device, threads=self.threads)
-        try:
-            limit, channels, multiple, mode = backend.max_shape, backend.channels, backend.pad_multiple, backend.pad_mode
-        finally:
-            backend.close()  # the server's own copy is opened in Triton's Python-backend stub
-        self.max_batch = self._max_batch if self._max_batch is not None else (limit[0] if limit else DEFAULT_MAX_BATCH)
-        self.max_size = self._max_size or (tuple(limit[2:]) if limit else DEFAULT_MAX_SIZE)
-        if limit and self.max_batch > limit[0]:
-            raise ServingError(f"max batch {self.max_batch} is larger than the engine profile's max batch {limit[0]}")
+            found = _probe(self.artifact, self.device, self.threads)
+        self.max_batch, self.sizes = self._limits(found)
+        self.max_size = self.sizes.max_size
+        self.notes = _shm_notes(self.max_batch, found.channels, self.max_size)
         self._workspace = tritonserver.workspace()
         try:
             repository = self._workspace / "models"
-            common = {pm.MAX_SIZE_KEY: f"{self.max_size[0]}x{self.max_size[1]}", PAD_MULTIPLE_KEY: str(multiple),
-                      PAD_MODE_KEY: mode}
-            _write_model(repository, self.name, pm.TENSOR_IO, "TYPE_FP32", (channels, -1, -1), self.max_batch,
-                         self.delay_us, {**common, pm.ROLE_KEY: "tensor", pm.ARTIFACT_KEY: str(self.artifact.resolve()),
-                                         pm.DEVICE_KEY: self.device, pm.THREADS_KEY: str(self.threads or "")})
-            _write_model(repository, self.name + IMAGE_SUFFIX, pm.IMAGE_IO, "TYPE_UINT8", (-1, -1, channels),
+            common = self.sizes.parameters()
+            private = {"artifact": str(self.artifact.resolve()), "device": self.device, "threads": self.threads}
+            _write_model(repository, self.name, pm.TENSOR_IO, "TYPE_FP32", (found.channels, -1, -1), self.max_batch,
+                         self.delay_us, {**common, pm.ROLE_KEY: "tensor"}, private)
+            _write_model(repository, self.name + IMAGE_SUFFIX, pm.IMAGE_IO, "TYPE_UINT8", (-1, -1, found.channels),
                          self.max_batch, self.delay_us, {**common, pm.ROLE_KEY: "image", pm.TENSOR_MODEL_KEY: self.name})
             self._triton = tritonserver.TritonProcess(
                 repository, tritonserver.backend_folder(self._workspace), host=self.host, http_port=self.http_port,
@@ -152,6 +154,27 @@ class TritonServer:
             raise
         return self
 
+    def _limits(self, found: _Found) -> tuple[int, pm.SizeRule]:
+        """The max batch and size rule: the user's, within an engine profile's bounds (refused outside them)."""
+        if found.max_shape is None:  # an ONNX graph: any size, up to a policy maximum, compared as sent
+            max_batch = self._max_batch if self._max_batch is not None else DEFAULT_MAX_BATCH
+            return max_batch, pm.SizeRule((1, 1), self._max_size or DEFAULT_MAX_SIZE, found.pad_multiple, padded=False)
+        low, high = found.min_shape or (1, found.channels, 1, 1), found.max_shape
+        max_batch = self._max_batch if self._max_batch is not None else high[0]
+        if max_batch > high[0]:
+            raise ServingError(f"max batch {max_batch} is larger than the engine profile's max batch {high[0]}")
+        if low[0] > 1:
+            raise ServingError(f"the engine profile's min batch is {low[0]}, but Triton sends batches from 1: "
+                               f"rebuild with min=1x{low[1]}x{low[2]}x{low[3]}")
+        max_size = (high[2], high[3])
+        if self._max_size is not None:
+            wanted = tuple(aligned(v, found.pad_multiple) for v in self._max_size)
+            if wanted[0] > high[2] or wanted[1] > high[3]:
+                raise ServingError(f"max size {self._max_size[0]}x{self._max_size[1]} (padded {wanted[0]}x{wanted[1]}) "
+                                   f"is larger than the engine profile's {high[2]}x{high[3]}")
+            max_size = wanted
+        return max_batch, pm.SizeRule((low[2], low[3]), max_size, found.pad_multiple, padded=True)
+
     def wait(self) -> None:
         """Serve until interrupted (Ctrl-C: a normal stop) or until Triton exits, then stop.
 
@@ -163,7 +186,7 @@ class TritonServer:
             return
         finally:
             self.stop()
-        raise ServingError(f"Triton exited by itself (exit code {code})")
+        raise ServerExited(f"Triton exited by itself while serving (exit code {code}); its log says why")
 
     def stop(self) -> None:
         """Stop Triton and remove its workspace (idempotent)."""
@@ -180,9 +203,51 @@ class TritonServer:
         self.stop()
 
 
+@dataclass(frozen=True)
+class _Found:
+    """What the server needs to know of an artifact, read by opening it once."""
+
+    channels: int
+    pad_multiple: int
+    min_shape: tuple[int, ...] | None
+    max_shape: tuple[int, ...] | None
+
+
+def _probe(artifact: Path, device: str, threads: int | None) -> _Found:
+    """Open the artifact's backend as the server will (a bad artifact fails here, in one line) and
+    release it: the server's copy lives in Triton's stub, and a GPU should not hold two."""
+    backend = open_artifact_backend(artifact, device=device, threads=threads)
+    try:
+        return _Found(backend.channels, backend.pad_multiple, backend.min_shape, backend.max_shape)
+    finally:
+        backend.close()
+        del backend
+
+
+def _shm_notes(max_batch: int, channels: int, max_size: tuple[int, int]) -> list[str]:
+    """A warning when /dev/shm cannot hold a full batch of the largest image.
+
+    Triton's Python backend moves every tensor through shared memory: a tensor request and its
+    answer in float32, an image request and its answer in uint8 plus the float32 pair it sends on,
+    about 18 bytes per sample when both models are busy. Docker gives containers 64 MiB."""
+    need = 18 * max_batch * channels * max_size[0] * max_size[1]
+    try:
+        stat = os.statvfs("/dev/shm")
+    except OSError:
+        return []
+    free = stat.f_bavail * stat.f_frsize
+    if free >= need:
+        return []
+    return [f"/dev/shm has {free / 2**20:.0f} MiB free; a batch of {max_batch} at {max_size[0]}x{max_size[1]} needs "
+            f"about {need / 2**20:.0f} MiB (in Docker: run with --shm-size={-(-need // 2**30)}g; or lower --max-size/--max-batch)"]
+
+
 def _write_model(repository: Path, name: str, io: tuple[str, str], data_type: str, dims: tuple[int, ...],
-                 max_batch: int, delay_us: int, parameters: dict[str, str]) -> None:
-    """``<repository>/<name>``: a Python-backend model running :mod:`.python_model` (config checked by Triton's schema)."""
+                 max_batch: int, delay_us: int, parameters: dict[str, str], private: dict | None = None) -> None:
+    """``<repository>/<name>``: a Python-backend model running :mod:`.python_model` (config checked
+    by Triton's schema); ``private`` goes to a file beside ``model.py`` that no client can read."""
+    import json
+
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
@@ -196,6 +261,25 @@ def _write_model(repository: Path, name: str, io: tuple[str, str], data_type: st
     (repository / name / "1").mkdir(parents=True)
     (repository / name / "config.pbtxt").write_text(text_format.MessageToString(config))
     (repository / name / "1" / "model.py").write_text(MODEL_PY)
+    if private is not None:
+        (repository / name / "1" / pm.PRIVATE_FILE).write_text(json.dumps(private))
+
+
+def _ipv4(host: str) -> str:
+    """``host`` as the numeric IPv4 address Triton binds to (it does not resolve names itself:
+    ``localhost`` made it listen on 255.255.255.255); IPv6 is refused in one line."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            return socket.gethostbyname(host)
+        except OSError:
+            raise ServingError(f"host {host!r} does not resolve to an IPv4 address") from None
+    if address.version != 4:
+        raise ServingError(f"host {host} is IPv6; irdeploy serve listens on IPv4 (e.g. 127.0.0.1 or 0.0.0.0)")
+    return host
 
 
 def _is_loopback(host: str) -> bool:
