@@ -11,7 +11,7 @@ The input convolutions stay float by default (``input_convs="float"``): the Conv
 the image itself (:func:`~irdeploy.export.quantize.input_convolutions`) see a [0, 1] image,
 which symmetric int8 keeps in 128 of its 256 levels; the int8 audit ranked that layer worst on
 the trained quickstart model, and keeping it float moved the task-level ΔPSNR against float32
-from -0.56 to -0.36 dB (``benchmarks/int8_table.py``). It is a 3-channel input, a small share of
+from -0.56 to -0.36 dB (``benchmarks/int8_table.py task-inputs``). It is a 3-channel input, a small share of
 the MACs (0.3% of M3SNet-32's at 256x256). ``input_convs="int8"`` quantizes them too.
 """
 

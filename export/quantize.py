@@ -45,7 +45,7 @@ import onnx
 from onnx import TensorProto, version_converter
 
 from .calibration import METHODS
-from .int8_ranges import RangePlan
+from .int8_ranges import RangePlan, measure_ranges
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul")
 BUDGET_MIB = 1024  # calibration tensors held per graph run (export.int8_ranges)
@@ -106,8 +106,6 @@ def quantize_int8(
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
-
-    from .int8_ranges import measure_ranges
 
     if method not in METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
