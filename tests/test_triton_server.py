@@ -303,6 +303,37 @@ def test_size_rules_for_graphs_and_engine_profiles(graph):
             TritonServer(graph, **kwargs)._limits(found)
 
 
+def test_an_engine_is_served_inside_its_profile(tmp_path, monkeypatch):
+    """A TensorRT engine served end to end, on the rule-enforcing CUDA/TensorRT simulator inside
+    Triton's stub (it computes 0.5 x + 0.25): a padded size inside the profile is answered and
+    cropped back, one below the profile's min is refused in one line (400) naming the min, and an
+    engine whose profile needs batches of 2 is refused before Triton starts."""
+    import irdeploy.runtime.serving.server as server_module
+    from irdeploy.runtime.tensorrt.simulated import simulate, write_engine
+
+    monkeypatch.setattr(server_module, "MODEL_PY", "from irdeploy.runtime.tensorrt.simulated import simulate\n"
+                        "_simulator = simulate()  # held: a dropped generator would undo the simulation\n"
+                        "_simulator.__enter__()\n" + server_module.MODEL_PY)
+    engine = write_engine(tmp_path / "m.engine", profile=((1, 3, 64, 64), (1, 3, 64, 64), (2, 3, 128, 128)))
+    with simulate():
+        running = TritonServer(engine, log_file=tmp_path / "triton.log").start()
+    try:
+        assert running.max_batch == 2 and running.sizes.min_size == (64, 64) and running.sizes.padded
+        client = httpclient.InferenceServerClient(running.http_url.split("://")[1])
+        x = np.random.default_rng(0).random((1, 3, 60, 100), np.float32)  # padded to 64x112 (multiple 16)
+        out = _infer(client, httpclient, running.name, "input", x, "FP32").as_numpy("output")
+        np.testing.assert_allclose(out, 0.5 * x + 0.25, atol=1e-6)
+        with pytest.raises(InferenceServerException, match="image 32x32 is outside .*64x64 to 128x128") as caught:
+            _infer(client, httpclient, running.name, "input", x[..., :32, :32].copy(), "FP32")
+        _assert_one_line(caught.value.message())
+        client.close()
+    finally:
+        running.stop()
+    batch_two = write_engine(tmp_path / "b.engine", profile=((2, 3, 16, 16), (2, 3, 32, 32), (4, 3, 64, 64)))
+    with simulate(), pytest.raises(ServingError, match="min batch is 2, but Triton sends batches from 1"):
+        TritonServer(batch_two).start()
+
+
 def test_hosts_and_ports_triton_can_listen_on(graph):
     assert TritonServer(graph, host="localhost").host == "127.0.0.1"  # Triton itself would bind 255.255.255.255
     with pytest.raises(ServingError, match="IPv6"):
