@@ -1,5 +1,6 @@
-"""Calibration settings compared on the tiny zoo models: MinMax, Percentile at 99.999 (the default)
-and at 99.99, PSNR of the int8 graph (ONNX Runtime's integer kernels) against eager float32.
+"""Calibration settings compared on the tiny zoo models: MinMax, Percentile at 99.999 (ONNX
+Runtime's default, irdeploy's earlier one) and at 99.99 (irdeploy's default since this
+comparison), PSNR of the int8 graph (ONNX Runtime's integer kernels) against eager float32.
 
 Random weights with their constants randomised (as the tests make them), the default int8 graph
 (input convolutions float), calibrated on the shipped photographs as the export does; PSNR is the

@@ -137,7 +137,8 @@ def convert(preset: str, work: Path) -> dict:
     start = time.perf_counter()
     graphs["int8"], extra = quantize_for_export(fp32, m, crop_size=(SIZE, SIZE))  # a static graph: its own size
     row["steps"]["int8"] = {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": round(_rss_mib()),
-                            "method": DEFAULT_METHOD, "quantized": extra["int8"]["quantized"],
+                            "method": DEFAULT_METHOD, "percentile": extra["calibration"].get("percentile"),
+                            "quantized": extra["int8"]["quantized"],
                             "calibration": {k: extra["calibration"][k] for k in
                                             ("crop_size", "crops_per_pass", "tensors", "tensor_groups", "budget_mib")}}
     for precision in ("fp16", "int8"):
@@ -218,7 +219,7 @@ def task_keep(work: Path, keeps: list[int]) -> dict:
     """Phase 2b: the quickstart int8 graph with its K worst layers (by the int8 audit) kept float."""
     from irdeploy.core.images import psnr
     from irdeploy.export.int8_audit import int8_audit, prepare
-    from irdeploy.export.quantize import unquantized
+    from irdeploy.export.quantize import PERCENTILE, unquantized
 
     model, _, _, named = _quickstart_photos()
     photos = [(x, t, h, w) for _, x, t, h, w in named]
@@ -232,7 +233,7 @@ def task_keep(work: Path, keeps: list[int]) -> dict:
         return statistics.mean(psnr(np.clip(o[0].transpose(1, 2, 0)[:h, :w], 0, 1), t) for o, (_, t, h, w) in zip(outs, photos))
 
     base = mean_psnr(fp32)
-    out = {"fp32_psnr": base, "audit_seconds": audit_seconds, "worst": [r.to_dict() for r in rows[:8]], "keep": {}}
+    out = {"fp32_psnr": base, "percentile": PERCENTILE, "audit_seconds": audit_seconds, "worst": [r.to_dict() for r in rows[:8]], "keep": {}}
     for k in keeps:
         graph = unquantized(q, fp32, [r.node for r in rows[:k]])
         out["keep"][str(k)] = round(mean_psnr(graph) - base, 3)
@@ -241,7 +242,8 @@ def task_keep(work: Path, keeps: list[int]) -> dict:
 
 def task_inputs(work: Path) -> dict:
     """Phase 2c: the quickstart task ΔPSNR (percentile) with the input convolutions in int8 (the
-    earlier default) and float (the default now), and two further steps measured beside them."""
+    earlier default) and float (the default now), two further steps measured beside them, and the
+    default graph calibrated at the earlier percentile, 99.999."""
     import onnx
 
     from irdeploy.core.images import psnr
@@ -267,17 +269,19 @@ def task_inputs(work: Path) -> dict:
                 ("input convs + first strided conv float", {"fp32_nodes": strided[:1]})]
     for label, kwargs in variants:
         out["delta"][label] = round(mean_psnr(quantize_for_export(fp32, m, **kwargs)[0]) - base, 3)
+    out["percentile"] = quantize.PERCENTILE
     settings = quantize.CALIBRATORS["percentile"][1]
-    default, settings["percentile"] = settings["percentile"], 99.99
+    settings["percentile"] = 99.999
     try:
-        out["delta"]["input convs float, percentile 99.99"] = round(mean_psnr(quantize_for_export(fp32, m)[0]) - base, 3)
+        out["delta"]["input convs float, percentile 99.999 (earlier default)"] = round(
+            mean_psnr(quantize_for_export(fp32, m)[0]) - base, 3)
     finally:
-        settings["percentile"] = default
+        settings["percentile"] = quantize.PERCENTILE
     return out
 
 
-def latency(work: Path, rounds: int, threads: int) -> dict:
-    """Phase 3: interleaved ONNX Runtime CPU latency of every graph of phase 1."""
+def latency(work: Path, rounds: int, threads: int, presets: set[str] | None = None) -> dict:
+    """Phase 3: interleaved ONNX Runtime CPU latency of the graphs of phase 1 (``presets``: only these)."""
     import onnxruntime as ort
 
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -287,6 +291,8 @@ def latency(work: Path, rounds: int, threads: int) -> dict:
     for fp32 in sorted(work.glob("*-fp32.onnx")):
         preset = fp32.name[: -len("-fp32.onnx")]
         if preset == "quickstart" or not all((work / f"{preset}-{p}.onnx").is_file() for p in TIMED):
+            continue
+        if presets is not None and preset not in presets:
             continue
         sessions = {}
         for precision in TIMED:
@@ -335,8 +341,13 @@ def table(results: dict) -> str:
                      "fp32": 1.0 if ms else None}.get(p)
             step = row["steps"][p]
             note = "" if p in ("fp32", "int8") else " (twin)"
-            lines.append(f"| {preset} | {p} | {psnr:.1f}{note} | {ms if ms else 'n/a'} | "
+            label = f"{p} (p99.999)" if p == "int8" and step.get("percentile") is None else p
+            lines.append(f"| {preset} | {label} | {psnr:.1f}{note} | {ms if ms else 'n/a'} | "
                          f"{f'{speed:.2f}x' if speed else '-'} | {step['seconds']} | {step['peak_rss_mib']} |")
+    earlier = [k for k, v in conv.items() if v["steps"]["int8"].get("percentile") is None]
+    if earlier:
+        lines += ["", "int8 (p99.999): calibrated at percentile 99.999 (the earlier default), not re-measured at "
+                  "99.99 (the default now): " + ", ".join(earlier) + "; see the notes."]
     lines += ["", "(twin) = storage-rounding emulation (ONNX Runtime has no BF16 CPU kernels and skips most FP16 rounding); "
               "int8 runs ONNX Runtime's integer kernels. int8 with its float parts in fp16, as the TensorRT engine "
               "stores them (twin): " + ", ".join(f"{k} {v['psnr']['int8_fp16_twin']:.1f} dB" for k, v in conv.items()) + ".", ""]
@@ -345,6 +356,10 @@ def table(results: dict) -> str:
             f"{k} {v['int8_speedup_median']:.2f}x ({v['int8_speedup_range'][0]:.2f}-{v['int8_speedup_range'][1]:.2f})"
             for k, v in lat.items()) + f"; {results['latency']['rounds']} rounds.",
             f"uptime before: `{results['latency']['uptime_before']}`; after: `{results['latency']['uptime_after']}`.", ""]
+        per_row = {k: v["uptime"] for k, v in lat.items() if "uptime" in v}
+        if per_row:
+            lines[-2:-1] = ["uptime before / after each row's run: " + "; ".join(
+                f"{k} `{u[0]}` / `{u[1]}`" for k, u in per_row.items()) + "."]
     lines += ["## What FP8 (E4M3) could cover: GMACs at 256x256 by layer kind", "",
               "| model | dense conv | 1x1 conv | depthwise/grouped | deconv | matmul | dense share |", "|---|---|---|---|---|---|---|"]
     for preset, row in conv.items():
@@ -368,15 +383,16 @@ def table(results: dict) -> str:
         lines += ["", "Calibration seconds: " + ", ".join(f"{k} {v}" for k, v in task_rows["calibration_seconds"].items()) + "."]
     keep = results.get("task_keep")
     if keep:
-        lines += ["", "The same int8 graph (percentile) with its K worst layers by `fp16-audit --precision int8` kept "
+        lines += ["", f"The same int8 graph (percentile {keep.get('percentile', 99.999)}) with its K worst layers by `fp16-audit --precision int8` kept "
                   f"float (audit {keep['audit_seconds']} s): ΔPSNR dB against the float32 graph", "",
                   "| K | " + " | ".join(keep["keep"]) + " |", "|---|" + "---|" * len(keep["keep"]),
                   "| ΔPSNR | " + " | ".join(f"{v:+.3f}" for v in keep["keep"].values()) + " |", "",
                   "Worst layers alone: " + ", ".join(f"{w['node']} ({w['kind']}) {w['psnr']:.1f} dB" for w in keep["worst"][:5]) + "."]
     inputs = results.get("task_inputs")
     if inputs:
-        lines += ["", "The input convolutions (" + ", ".join(inputs["input_convs"]) + ", reading the image) and two "
-                  "further steps, percentile: ΔPSNR dB against the float32 graph", "",
+        lines += ["", "The input convolutions (" + ", ".join(inputs["input_convs"]) + ", reading the image) and "
+                  f"further steps, percentile {inputs.get('percentile', 99.999)} unless named: ΔPSNR dB against the "
+                  "float32 graph", "",
                   "| variant | ΔPSNR dB |", "|---|---|",
                   *(f"| {k} | {v:+.3f} |" for k, v in inputs["delta"].items())]
     if results.get("notes"):
@@ -390,6 +406,7 @@ def main() -> int:
     parser.add_argument("--models", default="m3snet-32,mprnet-deblur,mhnet,nafnet-gopro-32,restormer-derain")
     parser.add_argument("--methods", default="minmax,percentile,entropy")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--only", default="", help="latency: re-measure these presets, keep the other rows")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default="/tmp/irdeploy-int8-bench")
     parser.add_argument("--results", default=str(RESULTS / f"int8-{dt.date.today().isoformat()}.json"))
@@ -416,14 +433,21 @@ def main() -> int:
         results.setdefault("convert", {})
         for preset in args.models.split(","):
             print(f"converting {preset} (fp32, fp16, bf16, int8) ...", file=sys.stderr, flush=True)
+            before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
             child = subprocess.run([sys.executable, __file__, "one", "--models", preset, "--work", str(work)],
                                    capture_output=True, text=True)
             if child.returncode != 0:
                 print(child.stderr[-2000:], file=sys.stderr)
                 last = child.stderr.strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
-                results["convert"][preset] = {"error": last[0]}
+                earlier = results["convert"].get(preset, {})
+                if "error" in earlier or not earlier:
+                    results["convert"][preset] = {"error": last[0]}
+                else:  # a re-measurement failed: the earlier row stays, and says so
+                    earlier["remeasure_error"] = last[0]
                 continue
             results["convert"][preset] = json.loads(child.stdout.strip().splitlines()[-1])
+            results["convert"][preset]["uptime"] = [before, subprocess.run(["uptime"], capture_output=True,
+                                                                           text=True).stdout.strip()]
             print(json.dumps(results["convert"][preset]), file=sys.stderr)
             results_path.write_text(json.dumps(results, indent=1))
     elif args.phase == "task":
@@ -432,6 +456,14 @@ def main() -> int:
         results["task_inputs"] = task_inputs(work)
     elif args.phase == "task-keep":
         results["task_keep"] = task_keep(work, [0, 1, 2, 4, 8, 16])
+    elif args.phase == "latency" and args.only:  # re-measure some rows, keep the others with their uptime
+        fresh = latency(work, args.rounds, args.threads, set(args.only.split(",")))
+        old = results.get("latency", {})
+        for row in fresh["rows"].values():
+            row["uptime"] = [fresh["uptime_before"], fresh["uptime_after"]]
+        for row in old.get("rows", {}).values():
+            row.setdefault("uptime", [old["uptime_before"], old["uptime_after"]])
+        results["latency"] = {**old, "rows": {**old.get("rows", {}), **fresh["rows"]}, "rounds": fresh["rounds"]}
     elif args.phase == "latency":
         results["latency"] = latency(work, args.rounds, args.threads)
     results_path.write_text(json.dumps(results, indent=1))

@@ -7,10 +7,10 @@ spectrum and wider ranges than any photograph; calibrating on them wastes int8 l
 default the shipped photographs (:data:`irdeploy.core.images.SAMPLES`) are used; any folder of
 images can be given instead.
 
-The :class:`CalibrationRecord` (method, crop size, each image's name and sha256, one digest
-over them, and how the calibration ran: crops per graph run, tensor groups, memory budget) goes
-into the graph's metadata and from there into the engine sidecar, so an engine says what its
-scales were measured on.
+The :class:`CalibrationRecord` (method and its percentile, crop size, each image's name and
+sha256, one digest over them, and how the calibration ran: crops per graph run, tensor groups,
+memory budget) goes into the graph's metadata and from there into the engine sidecar, so an
+engine says what its scales were measured on.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class CalibrationRecord:
     tensors: int = 0  # activation tensors calibrated
     tensor_groups: int = 1  # graph runs per crop
     budget_mib: int = 0  # calibration tensors one run may hold
+    percentile: float | None = None  # Percentile's clipping point of |x| (in sha256); None for other methods
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "images": [dict(i) for i in self.images]}
@@ -92,13 +93,16 @@ def calibration_crops(paths: list[Path], *, size: int | tuple[int, int], per_ima
 
 
 def calibration_record(method: str, source: str, paths: list[Path], *, per_image: int, size: str,
-                       batch: int = 1, plan=None) -> CalibrationRecord:
-    """The record of a calibration; ``plan`` is the :class:`~irdeploy.export.int8_ranges.RangePlan`."""
+                       batch: int = 1, plan=None, percentile: float | None = None) -> CalibrationRecord:
+    """The record of a calibration; ``plan`` is the :class:`~irdeploy.export.int8_ranges.RangePlan`,
+    ``percentile`` the Percentile method's clipping point (it changes the ranges, so it is hashed)."""
     images = tuple({"name": p.name, "sha256": sha256_file(p)} for p in paths)
-    digest = sha256_json({"method": method, "crops_per_image": per_image, "crop_size": size,
+    setting = {} if percentile is None else {"percentile": percentile}
+    digest = sha256_json({"method": method, **setting, "crops_per_image": per_image, "crop_size": size,
                           "images": [i["sha256"] for i in images]})
     how = {} if plan is None else {"tensors": plan.tensors, "tensor_groups": plan.groups, "budget_mib": plan.budget_mib}
-    return CalibrationRecord(method, source, images, per_image, size, digest, crops_per_pass=batch, **how)
+    return CalibrationRecord(method, source, images, per_image, size, digest, crops_per_pass=batch, **how,
+                             percentile=percentile)
 
 
 def crop_reader(crops, input_name: str = "input"):

@@ -136,7 +136,7 @@ def measure_ranges(model: onnx.ModelProto, crops: Sequence[np.ndarray], *, op_ty
     if method != "MinMax":
         collector = HistogramCollector(method=method.lower(), symmetric=True, num_bins=options.get("num_bins", 2048),
                                        num_quantized_bins=options.get("num_quantized_bins", 128),
-                                       percentile=options.get("percentile", 99.999), scenario="same")
+                                       percentile=options.get("percentile", 99.99), scenario="same")
     extremes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for group in groups:
         fetched = [n for n in group if n != input_name]
