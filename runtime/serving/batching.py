@@ -9,19 +9,24 @@ borders. So requests are grouped by (H, W), each group runs as one batch (split 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 
+def size_groups(batches: Iterable[tuple[int, np.ndarray]]) -> list[list[int]]:
+    """The indices of ``(index, batch)`` pairs grouped by the batches' shape after N, in first-seen order."""
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for i, batch in batches:
+        by_size.setdefault(tuple(batch.shape[1:]), []).append(i)
+    return list(by_size.values())
+
+
 def infer_by_size(backend: Any, batches: Sequence[np.ndarray], max_batch: int | None = None) -> list[np.ndarray]:
     """``backend.infer`` over NCHW ``batches`` of any sizes; the outputs, one per batch, in order."""
-    by_size: dict[tuple[int, ...], list[int]] = {}
-    for i, batch in enumerate(batches):
-        by_size.setdefault(tuple(batch.shape[1:]), []).append(i)
     rows: list[list[np.ndarray]] = [[] for _ in batches]
-    for indices in by_size.values():
+    for indices in size_groups(enumerate(batches)):
         owners = [i for i in indices for _ in range(len(batches[i]))]  # request of every row
         stacked = np.concatenate([batches[i] for i in indices])
         step = max_batch or len(stacked)

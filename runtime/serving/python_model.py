@@ -31,7 +31,7 @@ import numpy as np
 
 from irdeploy.core.padding import aligned
 
-from .batching import infer_by_size
+from .batching import infer_by_size, size_groups
 from .pixels import to_float, to_uint8
 
 # Model-configuration parameters (any client can read a model's configuration: nothing private).
@@ -104,11 +104,7 @@ def respond_by_size(arrays: Sequence[np.ndarray | str], run: Callable[[list[np.n
     its traceback goes to ``log_error``. What comes back: an output array or an error line per
     request, in order."""
     results: list[np.ndarray | str] = list(arrays)
-    by_size: dict[tuple[int, ...], list[int]] = {}
-    for i, array in enumerate(arrays):
-        if not isinstance(array, str):
-            by_size.setdefault(tuple(array.shape[1:]), []).append(i)
-    for indices in by_size.values():
+    for indices in size_groups((i, a) for i, a in enumerate(arrays) if not isinstance(a, str)):
         try:
             outputs = run([arrays[i] for i in indices])  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - every failure becomes the requests' one line

@@ -132,8 +132,7 @@ class TritonServer:
         with step(f"checking {self.artifact.name}"):
             found = _probe(self.artifact, self.device, self.threads)
         self.max_batch, self.sizes = self._limits(found)
-        self.max_size = self.sizes.max_size
-        self.notes = _shm_notes(self.max_batch, found.channels, self.max_size)
+        self.notes = _shm_notes(self.max_batch, found.channels, self.sizes.max_size)
         self._workspace = tritonserver.workspace()
         try:
             repository = self._workspace / "models"
@@ -248,9 +247,9 @@ def _write_model(repository: Path, name: str, io: tuple[str, str], data_type: st
     by Triton's schema); ``private`` goes to a file beside ``model.py`` that no client can read."""
     import json
 
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as pb
+    from .config import _pb2, to_text
 
+    pb = _pb2()
     config = pb.ModelConfig(name=name, backend="python", max_batch_size=max_batch)
     for field, tensor in ((config.input, io[0]), (config.output, io[1])):
         field.add(name=tensor, data_type=pb.DataType.Value(data_type), dims=list(dims))
@@ -259,7 +258,7 @@ def _write_model(repository: Path, name: str, io: tuple[str, str], data_type: st
     for key, value in parameters.items():
         config.parameters[key].string_value = value
     (repository / name / "1").mkdir(parents=True)
-    (repository / name / "config.pbtxt").write_text(text_format.MessageToString(config))
+    (repository / name / "config.pbtxt").write_text(to_text(config))
     (repository / name / "1" / "model.py").write_text(MODEL_PY)
     if private is not None:
         (repository / name / "1" / pm.PRIVATE_FILE).write_text(json.dumps(private))

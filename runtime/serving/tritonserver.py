@@ -169,10 +169,6 @@ class TritonProcess:
             if waiting:
                 time.sleep(0.2)
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def wait(self) -> int | None:
         """Block until the server exits; its exit code."""
         assert self._owner is not None
